@@ -1,0 +1,122 @@
+"""The exception tree shared by every stage.
+
+Terminal errors (`FileRejectedError`) send a file to error/ with the message as the reason;
+retryable errors (`RetryableError`) leave the file where it is so that a later attempt can
+succeed. Messages are written for the operator who has to act on them: they name the file,
+the reason and, where it applies, the row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class IngestError(Exception):
+    """Base of every error the product raises on purpose."""
+
+    #: Short machine-readable name of the stage that failed (detect, stage, publish, ...).
+    stage: str = "load"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        stage: str | None = None,
+        rows: tuple[int, ...] = (),
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        if stage is not None:
+            self.stage = stage
+        #: Line numbers of offending rows, when the error is about rows.
+        self.rows = tuple(rows)
+        self.details = dict(details or {})
+
+    def __str__(self) -> str:
+        if self.path is not None and str(self.path.name) not in self.message:
+            return f"{self.path.name}: {self.message}"
+        return self.message
+
+
+class ConfigError(IngestError):
+    """A setting is missing or invalid; raised at start-up only."""
+
+    stage = "config"
+
+
+class FileRejectedError(IngestError):
+    """The file cannot be loaded as it is; it goes to error/ and nothing is published."""
+
+
+class EmptyFileError(FileRejectedError):
+    """The file has no bytes, or no data rows where data rows are required."""
+
+    stage = "detect"
+
+
+class DetectionError(FileRejectedError):
+    """Encoding, dialect or header could not be determined or the bytes do not decode."""
+
+    stage = "detect"
+
+
+class HeaderError(FileRejectedError):
+    """Column names are empty or clash after normalisation."""
+
+    stage = "plan"
+
+
+class SchemaMismatchError(FileRejectedError):
+    """The file's columns do not match the existing table."""
+
+    stage = "plan"
+
+
+class RowError(FileRejectedError):
+    """A row violates the file's shape, a type or a constraint."""
+
+    stage = "stage"
+
+
+class ValidationFailedError(FileRejectedError):
+    """A data quality rule refused the staged data."""
+
+    stage = "validate"
+
+
+class CancelledError(FileRejectedError):
+    """An operator cancelled the load; it was rolled back."""
+
+    stage = "cancel"
+
+
+class RetryableError(IngestError):
+    """A transient condition: the file stays where it is and is tried again later."""
+
+
+class FileBusyError(RetryableError):
+    """The file is still being written or is locked by another process."""
+
+    stage = "stabilize"
+
+
+class FileChangedError(RetryableError):
+    """The file changed after it was claimed; the load is abandoned and retried later."""
+
+    stage = "claim"
+
+
+class DatabaseUnavailableError(RetryableError):
+    """The database is unreachable, timed out or reported a deadlock."""
+
+    stage = "database"
+
+
+class NotFoundError(IngestError):
+    """An operator asked for a table, version or load that does not exist."""
+
+    stage = "lookup"

@@ -1,0 +1,211 @@
+"""Plain, immutable data handed from one stage of a file's journey to the next.
+
+    path -> StableFile -> Detection -> TablePlan -> StageResult -> LoadResult -> Outcome
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class LoadType(str, Enum):
+    """How a file's rows meet the table's current rows."""
+
+    FULLLOAD = "fullload"
+    APPEND = "append"
+
+
+class RaggedPolicy(str, Enum):
+    """What to do with a row whose field count differs from the header's."""
+
+    ERROR = "error"
+    REPAIR = "repair"
+    SKIP = "skip"
+
+
+class TypePolicy(str, Enum):
+    """Whether target columns are all text or typed from the data."""
+
+    TEXT = "text"
+    INFER = "infer"
+
+
+class ColumnKind(str, Enum):
+    """Logical column types; each dialect maps them to its own SQL types."""
+
+    TEXT = "text"
+    INTEGER = "integer"
+    BIGINT = "bigint"
+    DECIMAL = "decimal"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnType:
+    """An inferred or declared column type.
+
+    `length` is the longest value in characters (text), `precision`/`scale` describe decimals,
+    `date_format` is the strptime format that parses every value of a date/datetime column.
+    """
+
+    kind: ColumnKind = ColumnKind.TEXT
+    length: int = 0
+    precision: int = 0
+    scale: int = 0
+    date_format: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "length": self.length,
+            "precision": self.precision,
+            "scale": self.scale,
+            "date_format": self.date_format,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StableFile:
+    """A file that stopped changing and is ready to be loaded."""
+
+    path: Path
+    size: int
+    mtime: float
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """Everything inferred about a file's format from a bounded sample.
+
+    Attributes:
+        encoding: Python codec name used to decode the file (``utf-8-sig`` when a UTF-8 BOM is present).
+        encoding_confidence: 0..1; 1.0 for a BOM or a sample that is valid UTF-8.
+        bom: the file starts with a byte order mark.
+        delimiter: the field separator (a single character).
+        quotechar: the quote character, or None when fields are never quoted.
+        escapechar: the escape character (e.g. backslash), or None.
+        doublequote: a doubled quote inside a quoted field stands for one quote.
+        line_terminator: "\\n", "\\r\\n", "\\r" or "mixed".
+        skip_rows: physical records (preamble lines) to skip before the header.
+        header_rows: records that form the header (0: no header; names are column_1..N).
+        headers: original column names as written (multi-row headers joined with a space).
+        column_types: per-column types inferred from the sample (TEXT when unsure).
+        estimated_rows: data rows, estimated from the sample's bytes per row.
+        sample_rows: number of data rows in the sample.
+        warnings: things an operator may want to know (e.g. "2 trailer rows ignored").
+        trailer_rows: number of trailing records recognised as a trailer (e.g. ``Total,123``).
+    """
+
+    encoding: str
+    delimiter: str
+    quotechar: str | None = '"'
+    escapechar: str | None = None
+    doublequote: bool = True
+    line_terminator: str = "\n"
+    encoding_confidence: float = 1.0
+    bom: bool = False
+    skip_rows: int = 0
+    header_rows: int = 1
+    headers: tuple[str, ...] = ()
+    column_types: tuple[ColumnType, ...] = ()
+    estimated_rows: int | None = None
+    sample_rows: int = 0
+    trailer_rows: int = 0
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "encoding": self.encoding,
+            "encoding_confidence": round(self.encoding_confidence, 3),
+            "bom": self.bom,
+            "delimiter": self.delimiter,
+            "quotechar": self.quotechar,
+            "escapechar": self.escapechar,
+            "doublequote": self.doublequote,
+            "line_terminator": self.line_terminator,
+            "skip_rows": self.skip_rows,
+            "header_rows": self.header_rows,
+            "trailer_rows": self.trailer_rows,
+            "headers": list(self.headers),
+            "column_types": [t.to_dict() for t in self.column_types],
+            "estimated_rows": self.estimated_rows,
+            "sample_rows": self.sample_rows,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One data row as read from the file.
+
+    `line` is the 1-based physical line where the record starts; `number` is its 1-based
+    position among the data rows (the value stored in the `_row_number` metadata column).
+    """
+
+    number: int
+    line: int
+    values: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRequest:
+    """What an operator (or a dropoff folder) asks for one file."""
+
+    path: Path
+    load_type: LoadType = LoadType.FULLLOAD
+    is_reference: bool = True
+    table: str | None = None
+    ragged_rows: RaggedPolicy | None = None
+    type_policy: TypePolicy | None = None
+    allow_empty_fullload: bool = False
+    #: Tracking id already claimed by the daemon, if any.
+    tracking_id: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TablePlan:
+    """Where and how the rows go: the normalised target and its columns."""
+
+    table: str
+    columns: tuple[str, ...]
+    headers: tuple[str, ...]
+    column_types: tuple[ColumnType, ...]
+    exists: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """What streaming the file into the staging table produced."""
+
+    rows_read: int
+    rows_staged: int
+    rows_rejected: int
+    batches: int
+    repaired_lines: tuple[int, ...] = ()
+    rejected_lines: tuple[int, ...] = ()
+    column_types: tuple[ColumnType, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """A committed load."""
+
+    tracking_id: int
+    table: str
+    load_type: LoadType
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    batches: int
+    seconds: float
+    backup_version: int | None
+    detection: Detection
+    status: str = "loaded"
+    warnings: tuple[str, ...] = field(default_factory=tuple)
