@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import getpass
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -24,7 +26,9 @@ DEFAULT_EXTENSIONS = (".csv", ".txt", ".tsv", ".psv")
 
 # Only set while load_settings() builds a Settings object; lets the YAML source know which
 # file to read without a module-level configuration object.
-_yaml_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_yaml_values", default={})
+_yaml_values: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "_yaml_values", default=MappingProxyType({})
+)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -56,7 +60,9 @@ class Settings(BaseSettings):
     )
     data_schema: str = Field(default="ref", description="Schema of the live tables and tracking tables.")
     backup_schema: str = Field(default="bkp", description="Schema of the versioned backups.")
-    db_host: str | None = Field(default=None, description="SQL Server host; used when DATABASE_URL is absent.")
+    db_host: str | None = Field(
+        default=None, description="SQL Server host; used when DATABASE_URL is absent."
+    )
     db_port: int | None = Field(default=None, description="SQL Server port (default 1433).")
     db_name: str | None = Field(default=None, description="SQL Server database name.")
     db_user: str | None = Field(default=None, description="SQL Server login.")
@@ -93,15 +99,21 @@ class Settings(BaseSettings):
     date_order: Literal["auto", "dmy", "mdy", "ymd"] = Field(
         default="auto", description="Order of day and month in ambiguous dates."
     )
-    created_by: str = Field(default_factory=getpass.getuser, description="Name written to Reference_Data_Cfg.")
+    created_by: str = Field(
+        default_factory=getpass.getuser, description="Name written to Reference_Data_Cfg."
+    )
 
     # --- watching -----------------------------------------------------------------
     dropoff_base_path: Path = Field(default=Path("dropoff"), description="Root of the dropoff folders.")
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite files.")
-    monitor_interval: float = Field(default=15.0, gt=0, description="Seconds between rescans (fractions allowed).")
+    monitor_interval: float = Field(
+        default=15.0, gt=0, description="Seconds between rescans (fractions allowed)."
+    )
     stability_checks: int = Field(default=6, ge=1, description="Consecutive unchanged checks before loading.")
     min_file_age_seconds: float = Field(default=0.0, ge=0, description="Minimum age (mtime) before loading.")
-    force_polling: bool = Field(default=False, description="Rescans only, no filesystem events (network shares).")
+    force_polling: bool = Field(
+        default=False, description="Rescans only, no filesystem events (network shares)."
+    )
     accepted_extensions: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_EXTENSIONS, description="File name endings that are loaded (comma separated)."
     )
@@ -111,7 +123,9 @@ class Settings(BaseSettings):
     )
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0, description="Grace period on SIGTERM.")
     keep_versions: int = Field(default=0, ge=0, description="bkp versions kept per table (0: all).")
-    processed_retention_days: int = Field(default=0, ge=0, description="Delete processed/ files older (0: never).")
+    processed_retention_days: int = Field(
+        default=0, ge=0, description="Delete processed/ files older (0: never)."
+    )
 
     # --- health and logs ----------------------------------------------------------
     health_enabled: bool = Field(default=True, description="Serve /healthz, /readyz, /metrics, /status.")

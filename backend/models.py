@@ -1,6 +1,6 @@
 """Plain, immutable data handed from one stage of a file's journey to the next.
 
-    path -> StableFile -> Detection -> TablePlan -> StageResult -> LoadResult -> Outcome
+path -> StableFile -> Detection -> TablePlan -> StageResult -> LoadResult -> Outcome
 """
 
 from __future__ import annotations

@@ -1,0 +1,241 @@
+"""Command line: parse arguments, build Settings once, call one backend function, map errors to exit codes.
+
+Exit codes: 0 success, 1 the file or request was refused (IngestError), 2 bad configuration,
+3 transient failure (database unavailable, file changed: try again), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backend.config import Settings, load_settings
+from backend.errors import ConfigError, IngestError, RetryableError
+
+EXIT_OK, EXIT_REFUSED, EXIT_CONFIG, EXIT_RETRY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m backend", description="Reference data file monitor.")
+    p.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    p.add_argument("--config", default=None, help="YAML settings file (default config/settings.yaml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--database-url", default=None, help="override DATABASE_URL")
+        return sp
+
+    sub.add_parser("check-config", help="print the effective settings (secrets masked)")
+    with_db(sub.add_parser("init-db", help="create schemas and tracking tables (idempotent)"))
+
+    load = with_db(sub.add_parser("load", help="load one file now"))
+    load.add_argument("file", type=Path)
+    load.add_argument("--table", default=None, help="target table (default: derived from the file name)")
+    load.add_argument("--mode", choices=["fullload", "append"], default="fullload")
+    ref = load.add_mutually_exclusive_group()
+    ref.add_argument("--reference", dest="reference", action="store_true", default=True)
+    ref.add_argument("--no-reference", dest="reference", action="store_false")
+    load.add_argument("--ragged-rows", choices=["error", "repair", "skip"], default=None)
+    load.add_argument("--types", choices=["text", "infer"], default=None, help="column type policy")
+    load.add_argument("--allow-empty", action="store_true", help="allow a header-only fullload")
+    load.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    det = with_db(sub.add_parser("detect", help="show what would be detected in a file"))
+    det.add_argument("file", type=Path)
+    det.add_argument("--json", action="store_true")
+    det.add_argument("--table", default=None, help="compare with this existing table")
+
+    exp = with_db(sub.add_parser("export", help="write a table (or a bkp version) as CSV"))
+    exp.add_argument("table")
+    exp.add_argument("--out", type=Path, default=None, help="output file (default stdout)")
+    exp.add_argument("--version", type=int, default=None, help="export this bkp version")
+    exp.add_argument("--sql-names", action="store_true", help="header with the normalised column names")
+
+    res = with_db(sub.add_parser("restore", help="make a bkp version current again"))
+    res.add_argument("table")
+    res.add_argument("--version", type=int, required=True)
+
+    run = with_db(sub.add_parser("run", help="run the monitor daemon"))
+    run.add_argument("--until-idle", action="store_true", help="exit once every dropped file is handled")
+    run.add_argument("--once", action="store_true", help="alias of --until-idle")
+
+    st = with_db(sub.add_parser("status", help="what is in flight, waiting, and the last results"))
+    st.add_argument("--json", action="store_true")
+    hist = with_db(sub.add_parser("history", help="loads of one table or all tables"))
+    hist.add_argument("table", nargs="?")
+    hist.add_argument("--limit", type=int, default=20)
+    hist.add_argument("--json", action="store_true")
+    retry = with_db(sub.add_parser("retry", help="put an error/ file back for another attempt"))
+    retry.add_argument("target", help="tracking id or path of a file in an error/ folder")
+    cancel = with_db(sub.add_parser("cancel", help="stop a running load between batches"))
+    cancel.add_argument("tracking_id", type=int)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    try:
+        settings = load_settings(overrides, env_file=args.env_file, config_file=args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    from backend.log import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    try:
+        return _COMMANDS[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RetryableError as exc:
+        print(f"error (transient, try again): {exc}", file=sys.stderr)
+        return EXIT_RETRY
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _db(settings: Settings) -> Any:
+    from backend.db import open_database
+
+    db = open_database(settings)
+    db.init_db()
+    return db
+
+
+def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    for key, value in settings.effective().items():
+        print(f"{key.upper()}={value}")
+    return EXIT_OK
+
+
+def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
+    _db(settings).dispose()
+    print(f"database ready: {settings.masked_url} (schemas {settings.data_schema}, {settings.backup_schema})")
+    return EXIT_OK
+
+
+def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.loader import load_file
+    from backend.models import LoadRequest, LoadType, RaggedPolicy, TypePolicy
+
+    db = _db(settings)
+    try:
+        result = load_file(
+            db,
+            settings,
+            LoadRequest(
+                path=args.file,
+                load_type=LoadType(args.mode),
+                is_reference=args.reference,
+                table=args.table,
+                ragged_rows=RaggedPolicy(args.ragged_rows) if args.ragged_rows else None,
+                type_policy=TypePolicy(args.types) if args.types else None,
+                allow_empty_fullload=args.allow_empty,
+            ),
+        )
+    finally:
+        db.dispose()
+    summary = {
+        "tracking_id": result.tracking_id,
+        "table": f"{settings.data_schema}.{result.table}",
+        "load_type": result.load_type.value,
+        "rows_read": result.rows_read,
+        "rows_loaded": result.rows_loaded,
+        "rows_rejected": result.rows_rejected,
+        "backup_version": result.backup_version,
+        "seconds": round(result.seconds, 3),
+        "encoding": result.detection.encoding,
+        "delimiter": result.detection.delimiter,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"loaded {result.rows_loaded} rows into {summary['table']} ({result.load_type.value}, "
+            f"load id {result.tracking_id}"
+            + (
+                f", previous rows kept as {settings.backup_schema}.{result.table}"
+                f" version {result.backup_version}"
+                if result.backup_version
+                else ""
+            )
+            + f") in {result.seconds:.2f}s"
+        )
+    return EXIT_OK
+
+
+def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.db.dialects import adapter_for
+    from backend.detection import detect
+    from backend.detection.report import format_detection
+    from backend.loader import header_names
+    from backend.naming import normalize_columns
+
+    detection = detect(args.file, settings)
+    columns = normalize_columns(header_names(detection), adapter_for(settings.url).max_identifier_length)
+    if args.json:
+        print(json.dumps({**detection.to_dict(), "columns": list(columns)}, ensure_ascii=False, indent=2))
+    else:
+        print(format_detection(detection, columns))
+    return EXIT_OK
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.export import export_table
+
+    db = _db(settings)
+    try:
+        if args.out is None:
+            export_table(db, args.table, sys.stdout, version=args.version, sql_names=args.sql_names)
+        else:
+            with args.out.open("w", encoding="utf-8", newline="") as out:
+                count = export_table(db, args.table, out, version=args.version, sql_names=args.sql_names)
+            print(f"wrote {count} rows to {args.out}", file=sys.stderr)
+    finally:
+        db.dispose()
+    return EXIT_OK
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.export import restore_version
+
+    db = _db(settings)
+    try:
+        tracking_id, rows, backup = restore_version(db, args.table, args.version)
+    finally:
+        db.dispose()
+    print(
+        f"restored version {args.version} of {args.table}: {rows} rows (load id {tracking_id}"
+        + (f"; replaced rows kept as version {backup}" if backup else "")
+        + ")"
+    )
+    return EXIT_OK
+
+
+def _not_yet(settings: Settings, args: argparse.Namespace) -> int:
+    raise IngestError(f"command {args.command!r} is not available in this build")
+
+
+_COMMANDS = {
+    "check-config": cmd_check_config,
+    "init-db": cmd_init_db,
+    "load": cmd_load,
+    "detect": cmd_detect,
+    "export": cmd_export,
+    "restore": cmd_restore,
+    "run": _not_yet,
+    "status": _not_yet,
+    "history": _not_yet,
+    "retry": _not_yet,
+    "cancel": _not_yet,
+}

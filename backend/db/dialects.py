@@ -1,0 +1,362 @@
+"""What differs between SQLite, PostgreSQL and SQL Server, behind one small interface.
+
+Everything else (DDL, publish statements, tracking) is SQLAlchemy Core and compiles for all
+three. An adapter answers four questions: how to connect, what a text/typed column is, how to
+send a batch of rows fast, and how to take the publish lock.
+
+- SQLite: schemas are attached database files next to the main one (``refdata.ref.db``); the
+  journal stays in rollback mode because WAL does not make a transaction atomic across attached
+  files. Bulk path: ``executemany`` inside one transaction.
+- PostgreSQL (psycopg 3): bulk path is ``COPY ... FROM STDIN``.
+- SQL Server (pyodbc): ``fast_executemany`` with explicit input sizes per batch, so
+  NVARCHAR(MAX) cannot make pyodbc allocate 2 GB per cell, and lengths are checked before
+  sending because fast_executemany has been known to truncate silently (pyodbc#480).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from backend.errors import ConfigError
+from backend.models import ColumnKind, ColumnType
+
+if TYPE_CHECKING:
+    from backend.config import Settings
+
+#: Text columns are sized to the data, rounded up to one of these widths so that a later file
+#: with slightly longer values rarely needs the column widened.
+_TRUE_WORDS = ("true", "t", "yes", "y", "1")
+_TEXT_WIDTHS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4000)
+
+
+def text_width(max_length: int) -> int | None:
+    """Declared width for values up to `max_length` characters; None means unbounded."""
+    for width in _TEXT_WIDTHS:
+        if max_length <= width:
+            return width
+    return None
+
+
+class DialectAdapter(Protocol):
+    """The per-database seam. Implementations are stateless apart from configuration."""
+
+    name: str
+    #: Longest identifier the database keeps without truncating.
+    max_identifier_length: int
+    #: Bound parameters one statement may carry (for multi-row VALUES fallbacks).
+    max_parameters: int
+
+    def create_engine(self, url: URL, settings: Settings) -> Engine: ...
+
+    def ensure_schema(self, conn: Connection, schema: str) -> None: ...
+
+    def text_type(self, max_length: int) -> sa.types.TypeEngine[Any]: ...
+
+    def column_type(self, column_type: ColumnType) -> sa.types.TypeEngine[Any]: ...
+
+    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table: ...
+
+    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def lock_for_publish(self, conn: Connection, table: sa.Table) -> None: ...
+
+    def begin_write(self, conn: Connection) -> None: ...
+
+    def widen_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
+    ) -> None: ...
+
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any]) -> Any: ...
+
+
+class _Base:
+    name: ClassVar[str] = "base"
+    max_identifier_length: ClassVar[int] = 63
+    max_parameters: ClassVar[int] = 999
+
+    def ensure_schema(self, conn: Connection, schema: str) -> None:
+        inspector = sa.inspect(conn)
+        if schema not in inspector.get_schema_names():
+            conn.execute(sa.schema.CreateSchema(schema))
+
+    def text_type(self, max_length: int) -> sa.types.TypeEngine[Any]:
+        width = text_width(max_length)
+        return sa.Text() if width is None else sa.String(width)
+
+    def column_type(self, column_type: ColumnType) -> sa.types.TypeEngine[Any]:
+        kind = column_type.kind
+        if kind is ColumnKind.INTEGER:
+            return sa.Integer()
+        if kind is ColumnKind.BIGINT:
+            return sa.BigInteger()
+        if kind is ColumnKind.DECIMAL:
+            precision = max(column_type.precision, column_type.scale + 1, 1)
+            return sa.Numeric(min(precision, 38), column_type.scale)
+        if kind is ColumnKind.BOOLEAN:
+            return sa.Boolean(create_constraint=False)
+        if kind is ColumnKind.DATE:
+            return sa.Date()
+        if kind is ColumnKind.DATETIME:
+            return sa.DateTime()
+        return self.text_type(column_type.length)
+
+    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
+        return sa.Table(
+            name,
+            metadata,
+            sa.Column("_row_number", sa.BigInteger, nullable=False),
+            *(sa.Column(c, sa.Text) for c in columns),
+            prefixes=["TEMPORARY"],
+        )
+
+    def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
+        """Serialise publishers of one table; readers keep seeing the committed rows."""
+
+    def begin_write(self, conn: Connection) -> None:
+        conn.begin()
+
+    def widen_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
+    ) -> None:
+        preparer = conn.dialect.identifier_preparer
+        target, name = preparer.format_table(table), preparer.quote(column)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {target} ALTER COLUMN {name} TYPE {type_.compile(dialect=conn.dialect)}"
+        )
+
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any]) -> Any:
+        """SQL turning a staged text value into `target` (text stays text)."""
+        if isinstance(target, (sa.String, sa.Text)) and not isinstance(target, sa.Enum):
+            return value
+        if isinstance(target, sa.Boolean):
+            lowered = sa.func.lower(sa.func.trim(value))
+            return sa.case(
+                (value.is_(None), sa.null()),
+                (lowered.in_(_TRUE_WORDS), sa.true()),
+                else_=sa.false(),
+            )
+        return sa.cast(sa.func.trim(value) if isinstance(target, sa.Numeric) else value, target)
+
+    def _insert_sql(self, conn: Connection, table: sa.Table) -> str:
+        return str(sa.insert(table).compile(dialect=conn.dialect))
+
+
+class SQLiteAdapter(_Base):
+    name = "sqlite"
+    max_identifier_length = 128
+    max_parameters = 999  # the pre-3.32 default; newer builds allow more, we never need it
+
+    def create_engine(self, url: URL, settings: Settings) -> Engine:
+        database = url.database or ""
+        in_memory = database in ("", ":memory:")
+        if not in_memory:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        schemas = (settings.data_schema, settings.backup_schema)
+        engine = sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            # One shared connection for :memory: so every session sees the same attached files.
+            poolclass=sa.pool.StaticPool if in_memory else sa.pool.QueuePool,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Hand transaction control to SQLAlchemy's begin event (pysqlite's own is broken for DDL).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            for schema in schemas:
+                target = ":memory:" if in_memory else str(Path(database).with_suffix(f".{schema}.db"))
+                cur.execute("ATTACH DATABASE ? AS " + _sqlite_quote(schema), (target,))
+            cur.execute("PRAGMA busy_timeout = 60000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+
+    def ensure_schema(self, conn: Connection, schema: str) -> None:
+        """Schemas are attached files, attached on connect; nothing to create."""
+
+    def widen_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
+    ) -> None:
+        """SQLite does not enforce declared lengths; nothing to widen."""
+
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any]) -> Any:
+        # SQLite keeps dates as ISO text (what SQLAlchemy's Date/DateTime read back); a CAST
+        # would give them numeric affinity and turn "2024-01-31" into 2024.
+        if isinstance(target, (sa.Date, sa.DateTime)):
+            return value
+        return super().cast_text(value, target)
+
+    def begin_write(self, conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that upgrades later can
+        # fail with SQLITE_BUSY without waiting, whatever busy_timeout says.
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        conn.begin()
+        conn.execution_options(sqlite_begin="DEFERRED")
+
+    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self._insert_sql(conn, table), rows)
+        finally:
+            cursor.close()
+
+
+class PostgreSQLAdapter(_Base):
+    name = "postgresql"
+    max_identifier_length = 63
+    max_parameters = 65535
+
+    def create_engine(self, url: URL, settings: Settings) -> Engine:
+        if url.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+            url = url.set(drivername="postgresql+psycopg")
+        connect_args: dict[str, Any] = {
+            "connect_timeout": max(1, int(settings.db_connect_timeout_seconds)),
+            "application_name": "refdata-monitor",
+        }
+        if settings.db_statement_timeout_seconds:
+            ms = int(settings.db_statement_timeout_seconds * 1000)
+            connect_args["options"] = f"-c statement_timeout={ms}"
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    def text_type(self, max_length: int) -> sa.types.TypeEngine[Any]:
+        width = text_width(max_length)
+        return sa.Text() if width is None else sa.String(width)
+
+    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+        preparer = conn.dialect.identifier_preparer
+        cols = ", ".join(preparer.quote(c.name) for c in table.columns)
+        statement = f"COPY {preparer.format_table(table)} ({cols}) FROM STDIN"
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(statement) as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
+        # EXCLUSIVE blocks other writers but not plain SELECTs: readers see the old rows until commit.
+        conn.exec_driver_sql(
+            f"LOCK TABLE {conn.dialect.identifier_preparer.format_table(table)} IN EXCLUSIVE MODE"
+        )
+
+
+class MSSQLAdapter(_Base):
+    name = "mssql"
+    max_identifier_length = 128
+    # 2,100 per request; keep headroom as mssql-django does.
+    max_parameters = 2050
+    _pyodbc_lock = threading.Lock()
+
+    def create_engine(self, url: URL, settings: Settings) -> Engine:
+        try:
+            import pyodbc
+        except ImportError as exc:
+            raise ConfigError(
+                "SQL Server needs pyodbc and an ODBC driver manager (unixODBC on Linux): "
+                f"{exc.__class__.__name__}: {exc}"
+            ) from None
+        with self._pyodbc_lock:
+            # Stale pooled ODBC connections fail with 08S01 after idling; SQLAlchemy pools instead.
+            pyodbc.pooling = False
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            fast_executemany=True,
+            connect_args={"timeout": max(1, int(settings.db_connect_timeout_seconds))},
+        )
+
+    def text_type(self, max_length: int) -> sa.types.TypeEngine[Any]:
+        width = text_width(max_length)
+        return sa.UnicodeText() if width is None else sa.Unicode(width)
+
+    def widen_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
+    ) -> None:
+        preparer = conn.dialect.identifier_preparer
+        target, name = preparer.format_table(table), preparer.quote(column)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {target} ALTER COLUMN {name} {type_.compile(dialect=conn.dialect)} NULL"
+        )
+
+    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
+        # A #temp table is private to the session and disappears if the process dies.
+        return sa.Table(
+            "#" + name,
+            metadata,
+            sa.Column("_row_number", sa.BigInteger, nullable=False),
+            *(sa.Column(c, sa.UnicodeText) for c in columns),
+        )
+
+    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.fast_executemany = True
+            cursor.setinputsizes(mssql_input_sizes(rows, len(table.columns)))
+            cursor.executemany(self._insert_sql(conn, table), rows)
+        finally:
+            cursor.close()
+
+    def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
+        # An update lock on the table serialises publishers; readers under READ COMMITTED wait
+        # for the commit and then see the new rows, never a partial table.
+        name = conn.dialect.identifier_preparer.format_table(table)
+        # The name went through the dialect's identifier quoting above.
+        conn.exec_driver_sql(f"SELECT COUNT(*) FROM {name} WITH (UPDLOCK, TABLOCK, HOLDLOCK)")  # noqa: S608
+
+
+def mssql_input_sizes(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[int, int, int]]:
+    """Explicit pyodbc input sizes for one batch: the row number, then one text size per column.
+
+    Sized from the longest value in the batch (at least 1) so pyodbc's parameter array stays
+    small; values beyond 4000 characters are bound as NVARCHAR(MAX) (SQL_WLONGVARCHAR).
+    """
+    sql_bigint, sql_wvarchar, sql_wlongvarchar = -5, -9, -10
+    longest = [1] * width
+    for row in rows:
+        for i in range(1, width):
+            value = row[i]
+            if value is not None and len(value) > longest[i]:
+                longest[i] = len(value)
+    sizes = [(sql_bigint, 0, 0)]
+    for i in range(1, width):
+        sizes.append((sql_wvarchar, longest[i], 0) if longest[i] <= 4000 else (sql_wlongvarchar, 0, 0))
+    return sizes
+
+
+def _sqlite_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_ADAPTERS: dict[str, type[_Base]] = {
+    "sqlite": SQLiteAdapter,
+    "postgresql": PostgreSQLAdapter,
+    "mssql": MSSQLAdapter,
+}
+
+
+def adapter_for(url: str | URL) -> DialectAdapter:
+    """The adapter for a URL's backend, or ConfigError for an unsupported one."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:  # noqa: BLE001 - never echo a URL that may hold a password
+        raise ConfigError("DATABASE_URL is not a valid SQLAlchemy URL") from None
+    if backend == "postgres":
+        backend = "postgresql"
+    try:
+        return _ADAPTERS[backend]()
+    except KeyError:
+        raise ConfigError(
+            f"unsupported database {backend!r}; use sqlite, postgresql or mssql+pyodbc"
+        ) from None

@@ -1,0 +1,120 @@
+"""The product's own tables (tracking, audit events, reference configuration) and init-db.
+
+The same objects exist as T-SQL scripts in ``sql/`` for a DBA; ``tests/db/test_schema.py``
+keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+TRACKING_TABLE = "File_Monitor_Tracking"
+EVENTS_TABLE = "File_Monitor_Events"
+REFERENCE_CFG_TABLE = "Reference_Data_Cfg"
+
+#: Tracking statuses. `processing` is the only non-final one.
+STATUS_PROCESSING = "processing"
+FINAL_STATUSES = ("loaded", "duplicate", "error", "cancelled", "interrupted", "retry")
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The product's tables, bound to the configured data schema."""
+
+    metadata: sa.MetaData
+    tracking: sa.Table
+    events: sa.Table
+    reference_cfg: sa.Table
+    data_schema: str
+    backup_schema: str
+
+
+def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
+    """Describe the tracking, events and reference configuration tables in `data_schema`."""
+    md = sa.MetaData()
+    tracking = sa.Table(
+        TRACKING_TABLE,
+        md,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("file_path", sa.Unicode(1024), nullable=False),
+        sa.Column("file_name", sa.Unicode(400), nullable=False),
+        sa.Column("file_size", sa.BigInteger),
+        sa.Column("file_mtime", sa.Float),
+        sa.Column("file_hash", sa.String(64)),  # SHA-256 of the bytes that were loaded
+        sa.Column("load_type", sa.String(16), nullable=False),
+        sa.Column("table_name", sa.Unicode(128)),
+        sa.Column("is_reference_data", sa.Boolean(create_constraint=False), nullable=False),
+        sa.Column(
+            "reference_config_inserted", sa.Boolean(create_constraint=False), nullable=False, default=False
+        ),
+        sa.Column("detected_encoding", sa.String(40)),
+        sa.Column("detected_delimiter", sa.Unicode(8)),
+        sa.Column("detected_quotechar", sa.Unicode(8)),
+        sa.Column("detected_header", sa.Boolean(create_constraint=False)),
+        sa.Column("detected_headers", sa.UnicodeText),  # JSON list of the original header cells
+        sa.Column("detection", sa.UnicodeText),  # JSON of the whole detection result
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("rows_read", sa.BigInteger),
+        sa.Column("rows_loaded", sa.BigInteger),
+        sa.Column("rows_rejected", sa.BigInteger),
+        sa.Column("rows_done", sa.BigInteger),  # progress while staging
+        sa.Column("rows_estimated", sa.BigInteger),
+        sa.Column("progress_percent", sa.Float),
+        sa.Column("backup_version", sa.Integer),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime),
+        sa.Column("processed_at", sa.DateTime),
+        sa.Column("error_stage", sa.String(40)),
+        sa.Column("error_message", sa.UnicodeText),
+        # Claiming: two daemons insert the same claim key; the unique index lets one win.
+        sa.Column("claim_key", sa.String(200)),
+        sa.Column("owner", sa.Unicode(200)),
+        sa.Column("heartbeat_at", sa.DateTime),
+        sa.Column("cancel_requested", sa.Boolean(create_constraint=False), nullable=False, default=False),
+        sa.Column("moved_to", sa.Unicode(1024)),
+        sa.Column("schema_report", sa.UnicodeText),  # JSON: match %, missing / extra columns
+        sa.Column("profile", sa.UnicodeText),  # JSON load profile
+        schema=data_schema,
+    )
+    sa.Index("ix_fmt_status", tracking.c.status)
+    sa.Index("ix_fmt_created_at", tracking.c.created_at)
+    sa.Index("ix_fmt_table_name", tracking.c.table_name)
+    not_null = tracking.c.claim_key.isnot(None)
+    sa.Index(
+        "ux_fmt_claim_key",
+        tracking.c.claim_key,
+        unique=True,
+        # Filtered: SQL Server treats NULLs as equal in a plain unique index.
+        sqlite_where=not_null,
+        postgresql_where=not_null,
+        mssql_where=not_null,
+    )
+    events = sa.Table(
+        EVENTS_TABLE,
+        md,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("tracking_id", sa.BigInteger, nullable=False),
+        sa.Column("event", sa.String(40), nullable=False),
+        sa.Column("at", sa.DateTime, nullable=False),
+        sa.Column("details", sa.UnicodeText),  # JSON
+        schema=data_schema,
+    )
+    sa.Index("ix_fme_tracking_id", events.c.tracking_id)
+    sa.Index("ix_fme_at", events.c.at)
+    reference_cfg = sa.Table(
+        REFERENCE_CFG_TABLE,
+        md,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("table_name", sa.Unicode(128), nullable=False, unique=True),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Column("created_by", sa.Unicode(128), nullable=False),
+        sa.Column("is_active", sa.Boolean(create_constraint=False), nullable=False, default=True),
+        sa.Column("last_tracking_id", sa.BigInteger),
+        schema=data_schema,
+    )
+    return Catalog(md, tracking, events, reference_cfg, data_schema, backup_schema)

@@ -1,0 +1,147 @@
+"""Read tables back out: export to CSV under the original header, and restore a bkp version."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from backend import tracking
+from backend.db.engine import Database
+from backend.errors import IngestError, NotFoundError
+from backend.models import ColumnType, LoadRequest, LoadType, TablePlan
+from backend.naming import normalize_identifier
+from backend.plan import data_columns
+from backend.publish import publish
+
+
+def _table(conn: Connection, db: Database, table: str, schema: str) -> sa.Table:
+    name = normalize_identifier(table) or table
+    found = db.reflect(conn, name, schema)
+    if found is None:
+        raise NotFoundError(f"table {schema}.{name} does not exist")
+    return found
+
+
+def original_headers(conn: Connection, db: Database, load_id: int | None) -> dict[str, str]:
+    """normalised column name -> header cell as written in the file of load `load_id`."""
+    if load_id is None:
+        return {}
+    t = db.catalog.tracking
+    row = conn.execute(sa.select(t.c.detected_headers, t.c.detection).where(t.c.id == load_id)).first()
+    if row is None or not row.detected_headers or not row.detection:
+        return {}
+    headers = json.loads(row.detected_headers)
+    columns = json.loads(row.detection).get("columns", [])
+    if json.loads(row.detection).get("header_rows", 1) == 0:
+        return {}
+    return dict(zip(columns, headers, strict=False))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (date, Decimal)):
+        return str(value) if not isinstance(value, date) else value.isoformat()
+    return str(value)
+
+
+def export_table(
+    db: Database, table: str, out: TextIO, *, version: int | None = None, sql_names: bool = False
+) -> int:
+    """Write the rows of ``ref.<table>`` (or bkp version `version`) as UTF-8 CSV; returns the row count.
+
+    Rows come in file order (load, then row number), without metadata columns, under the header
+    as it appeared in the loaded file unless `sql_names`.
+    """
+    with db.read() as conn:
+        if version is None:
+            source = _table(conn, db, table, db.catalog.data_schema)
+            where: Any = sa.true()
+        else:
+            source = _table(conn, db, table, db.catalog.backup_schema)
+            where = source.c._bkp_version == version
+            if conn.execute(sa.select(sa.func.count()).select_from(source).where(where)).scalar_one() == 0:
+                raise NotFoundError(f"table {source.schema}.{source.name} has no version {version}")
+        columns = data_columns(source)
+        last_load = conn.execute(sa.select(sa.func.max(source.c._load_id)).where(where)).scalar()
+        names = {} if sql_names else original_headers(conn, db, last_load)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([names.get(c, c) for c in columns])
+        query = (
+            sa.select(*(source.c[c] for c in columns))
+            .where(where)
+            .order_by(source.c._load_id, source.c._row_number)
+        )
+        count = 0
+        result = conn.execution_options(stream_results=True, yield_per=10000).execute(query)
+        for row in result:
+            writer.writerow([_text(v) for v in row])
+            count += 1
+    return count
+
+
+def restore_version(db: Database, table: str, version: int) -> tuple[int, int, int | None]:
+    """Make bkp version `version` current again, as a new versioned fullload.
+
+    Returns (tracking id, rows restored, backup version that now holds the replaced rows).
+    """
+    with db.read() as conn:
+        backup = _table(conn, db, table, db.catalog.backup_schema)
+        live = _table(conn, db, table, db.catalog.data_schema)
+        where = backup.c._bkp_version == version
+        rows, source_load = conn.execute(
+            sa.select(sa.func.count(), sa.func.max(backup.c._load_id)).where(where)
+        ).one()
+        if rows == 0:
+            raise NotFoundError(f"table {backup.schema}.{backup.name} has no version {version}")
+        t = db.catalog.tracking
+        original = conn.execute(
+            sa.select(t.c.detected_headers, t.c.detection, t.c.is_reference_data).where(t.c.id == source_load)
+        ).first()
+    columns = tuple(data_columns(live))
+    missing = [c for c in columns if c not in backup.c]
+    if missing:
+        raise IngestError(f"version {version} lacks columns {missing} of the live table; cannot restore")
+    request = LoadRequest(
+        path=Path(f"{backup.schema}.{backup.name}@{version}"),
+        load_type=LoadType.FULLLOAD,
+        is_reference=bool(original.is_reference_data) if original else False,
+    )
+    tracking_id = tracking.start(db, request, table=live.name, size=None, mtime=None)
+    plan = TablePlan(live.name, columns, columns, tuple(ColumnType() for _ in columns), exists=True)
+    source = sa.select(backup.c._row_number, *(backup.c[c] for c in columns)).where(where)
+    try:
+        with db.write() as conn:
+            published = publish(
+                conn,
+                db,
+                plan,
+                source,
+                load_type=LoadType.FULLLOAD,
+                tracking_id=tracking_id,
+                expected_rows=int(rows),
+                column_types=plan.column_types,
+                is_reference=request.is_reference,
+                tracking_values={
+                    "rows_read": int(rows),
+                    "rows_rejected": 0,
+                    "detected_headers": original.detected_headers if original else None,
+                    "detection": original.detection if original else None,
+                },
+                convert=False,
+            )
+    except BaseException as exc:
+        tracking.finish_failed(db, tracking_id, "error", exc)
+        raise
+    return tracking_id, published.rows_loaded, published.backup_version

@@ -1,0 +1,32 @@
+"""Named fault-injection points, so tests can fail a real load at an exact step.
+
+``REFDATA_FAULTS="stage.batch@3,publish.before_commit"`` makes the 3rd staged batch and the
+publish step raise `InjectedFault`. Unset (the normal case) every call is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+_hits: Counter[str] = Counter()
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a fault point named in REFDATA_FAULTS."""
+
+
+def hit(point: str) -> None:
+    """Raise InjectedFault if REFDATA_FAULTS names `point` (optionally `point@N` for the Nth hit)."""
+    spec = os.environ.get("REFDATA_FAULTS")
+    if not spec:
+        return
+    _hits[point] += 1
+    for item in spec.split(","):
+        name, _, nth = item.strip().partition("@")
+        if name == point and (not nth or int(nth) == _hits[point]):
+            raise InjectedFault(f"injected fault at {point} (hit {_hits[point]})")
+
+
+def reset() -> None:
+    _hits.clear()

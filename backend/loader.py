@@ -1,0 +1,437 @@
+"""The load pipeline for one file: detect -> plan -> stage -> publish, with tracking throughout.
+
+Order of steps and why (crash safety):
+
+1. A tracking row in status ``processing`` is written first (the daemon writes it as its claim),
+   so every attempt is visible and a crash leaves a row that recovery can close.
+2. Detection and planning only read.
+3. Rows are staged into a temporary table of the load's own connection: a crash or kill drops
+   it with the connection, and staging takes no lock on the live tables.
+4. The file's bytes are hashed while they are read; if they differ from the claimed hash (or
+   size/mtime moved), the load is abandoned before anything is published.
+5. Publish is one transaction that also flips the tracking row to ``loaded``: after a crash
+   either both happened or neither did, so an append can never be applied twice unnoticed.
+6. Only after the commit may the caller move the file (see `service`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+import structlog
+
+from backend import faults, tracking
+from backend.config import Settings
+from backend.db.engine import Database, translate_error
+from backend.errors import (
+    CancelledError,
+    EmptyFileError,
+    FileChangedError,
+    FileRejectedError,
+    IngestError,
+    RetryableError,
+)
+from backend.models import Detection, LoadRequest, LoadResult, LoadType, RaggedPolicy, TypePolicy
+from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
+from backend.plan import plan_table
+from backend.publish import publish
+from backend.stage import stage_records
+
+log = structlog.get_logger(__name__)
+
+#: Seconds between progress updates of the tracking row while staging.
+PROGRESS_EVERY_SECONDS = 1.0
+
+
+class HashingReader:
+    """A binary file wrapper that hashes exactly the bytes handed to the parser."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+        self._closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha256.update(data)
+        self.bytes_read += len(data)
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size if size is not None and size >= 0 else 1 << 16)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        # A text wrapper closes its buffer when it is collected; the loader still needs the
+        # raw file afterwards (hash check, fstat), so only mark this wrapper closed.
+        self._closed = True
+
+    def flush(self) -> None:
+        return None
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+
+@dataclass
+class LoadHooks:
+    """Callbacks the daemon passes in; the CLI uses the defaults."""
+
+    #: Raises CancelledError when an operator asked to stop this load.
+    check_cancel: Callable[[int], None] | None = None
+    #: Extra values for the tracking row when the load publishes.
+    extra_tracking: dict[str, Any] = field(default_factory=dict)
+
+
+def open_regular_file(path: Path) -> IO[bytes]:
+    """Open `path` for reading without following a symlink; refuse anything but a regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise FileChangedError(f"{path.name}: file disappeared before it could be read", path=path) from None
+    except PermissionError:
+        raise FileRejectedError(
+            f"{path.name}: permission denied reading the file", path=path, stage="read"
+        ) from None
+    except OSError as exc:
+        raise FileRejectedError(
+            f"{path.name}: cannot open ({exc.strerror or exc}); symlinks are not followed",
+            path=path,
+            stage="read",
+        ) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise FileRejectedError(f"{path.name}: not a regular file", path=path, stage="read")
+    return os.fdopen(fd, "rb", buffering=1 << 20)
+
+
+def resolve_table(request: LoadRequest, max_length: int) -> str:
+    if request.table:
+        name = normalize_identifier(request.table)
+        if not name:
+            raise FileRejectedError(f"--table {request.table!r} has no usable characters", stage="plan")
+        if name[0].isdigit():
+            name = "t_" + name
+        return shorten(name, request.table, max_length)
+    return table_name_from_file(request.path, max_length)
+
+
+def header_names(detection: Detection) -> tuple[str, ...]:
+    """The original header cells, or column_1..N for a file without a header."""
+    if detection.header_rows > 0:
+        return detection.headers
+    return tuple(f"column_{i}" for i in range(1, len(detection.headers) + 1))
+
+
+def load_file(
+    db: Database, settings: Settings, request: LoadRequest, hooks: LoadHooks | None = None
+) -> LoadResult:
+    """Load one file end to end; on any error nothing is published and the tracking row says why.
+
+    Raises:
+        FileRejectedError: the file is bad (goes to error/).
+        RetryableError: transient (database down, file changed); try again later.
+    """
+    from backend.detection import detect
+    from backend.reader import iter_records
+
+    hooks = hooks or LoadHooks()
+    started = time.monotonic()
+    path = request.path
+    raw = open_regular_file(path)
+    before = os.fstat(raw.fileno())
+    tracking_id = request.tracking_id
+    bound = log.bind(file=path.name)
+    try:
+        if tracking_id is None:
+            tracking_id = tracking.start(db, request, table=None, size=before.st_size, mtime=before.st_mtime)
+        bound = bound.bind(tracking_id=tracking_id, load_id=tracking_id)
+        if before.st_size == 0:
+            raise EmptyFileError(f"{path.name}: file is empty (0 bytes)", path=path)
+        detection = detect(path, settings)
+        headers = header_names(detection)
+        table = resolve_table(request, db.adapter.max_identifier_length)
+        columns = normalize_columns(headers, db.adapter.max_identifier_length)
+        bound = bound.bind(table=table)
+        tracking.record_detection(db, tracking_id, detection, table, columns)
+        tracking.event(db, tracking_id, "detected", detection.to_dict())
+        policy = request.ragged_rows or settings.ragged_rows
+        type_policy = request.type_policy or settings.type_policy
+        result = _stage_and_publish(
+            db,
+            settings,
+            request,
+            hooks,
+            tracking_id,
+            raw,
+            detection,
+            table,
+            columns,
+            headers,
+            policy,
+            type_policy,
+            iter_records,
+            before,
+        )
+    except BaseException as exc:
+        raw.close()
+        error = exc if isinstance(exc, IngestError) else _wrap(exc, path)
+        if tracking_id is not None:
+            status = (
+                "cancelled"
+                if isinstance(error, CancelledError)
+                else "retry"
+                if isinstance(error, RetryableError)
+                else "error"
+            )
+            _close_failed(db, tracking_id, status, error)
+            error.details.setdefault("tracking_id", tracking_id)
+        bound.warning("load failed", stage=error.stage, error=str(error), exc_info=error.stage == "bug")
+        if error is exc:
+            raise
+        raise error from exc
+    raw.close()
+    seconds = time.monotonic() - started
+    bound.info(
+        "loaded",
+        rows=result.rows_loaded,
+        encoding=detection.encoding,
+        delimiter=detection.delimiter,
+        batches=result.batches,
+        seconds=round(seconds, 3),
+        outcome="loaded",
+    )
+    return LoadResult(
+        tracking_id=tracking_id,
+        table=table,
+        load_type=request.load_type,
+        rows_read=result.rows_read,
+        rows_loaded=result.rows_loaded,
+        rows_rejected=result.rows_rejected,
+        batches=result.batches,
+        seconds=seconds,
+        backup_version=result.backup_version,
+        detection=detection,
+        warnings=detection.warnings,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    batches: int
+    backup_version: int | None
+
+
+def _stage_and_publish(
+    db: Database,
+    settings: Settings,
+    request: LoadRequest,
+    hooks: LoadHooks,
+    tracking_id: int,
+    raw: IO[bytes],
+    detection: Detection,
+    table: str,
+    columns: tuple[str, ...],
+    headers: tuple[str, ...],
+    policy: RaggedPolicy,
+    type_policy: TypePolicy,
+    iter_records: Callable[..., Any],
+    before: os.stat_result,
+) -> _Done:
+    hashing = HashingReader(raw)
+    records = iter_records(hashing, detection, decode_errors=settings.decode_errors)
+    estimated = detection.estimated_rows
+    last_progress = [time.monotonic()]
+
+    def on_batch(rows_done: int) -> None:
+        faults.hit("stage.batch")
+        if hooks.check_cancel is not None:
+            hooks.check_cancel(tracking_id)
+        now = time.monotonic()
+        if now - last_progress[0] >= PROGRESS_EVERY_SECONDS:
+            last_progress[0] = now
+            percent = min(99.0, 100.0 * rows_done / estimated) if estimated else None
+            tracking.update(db, tracking_id, rows_done=rows_done, progress_percent=percent)
+
+    types = None
+    if type_policy is TypePolicy.INFER:
+        from backend.detection.types import TypeTracker
+
+        types = TypeTracker(len(columns), date_order=settings.date_order)
+    batch_rows = _batch_rows(settings, detection)
+    rejects_path = settings.data_dir / "rejects" / f"{tracking_id}_{request.path.name}.rejects.csv"
+    try:
+        with db.engine.connect() as conn:
+            stage = db.adapter.stage_table(sa.MetaData(), f"refdata_stage_{tracking_id}", columns)
+            try:
+                with conn.begin():
+                    plan = plan_table(conn, db, table, columns, headers, detection.column_types)
+                # The staging transaction touches only the connection's temporary table.
+                with conn.begin():
+                    staged = stage_records(
+                        conn,
+                        db,
+                        stage,
+                        records,
+                        width=len(columns),
+                        policy=policy,
+                        delimiter=detection.delimiter,
+                        batch_rows=batch_rows,
+                        types=types,
+                        on_batch=on_batch,
+                        rejects_path=rejects_path,
+                    )
+                _check_unchanged(request, raw, hashing, before)
+                if (
+                    staged.rows_staged == 0
+                    and request.load_type is LoadType.FULLLOAD
+                    and not (request.allow_empty_fullload or settings.allow_empty_fullload)
+                ):
+                    raise EmptyFileError(
+                        f"{request.path.name}: no data rows; a fullload would empty table {table} "
+                        "(set ALLOW_EMPTY_FULLLOAD=true to allow it)",
+                        path=request.path,
+                    )
+                tracking.event(
+                    db,
+                    tracking_id,
+                    "staged",
+                    {
+                        "rows_read": staged.rows_read,
+                        "rows_staged": staged.rows_staged,
+                        "rows_rejected": staged.rows_rejected,
+                        "batches": staged.batches,
+                        "repaired_lines": list(staged.repaired_lines[:1000]),
+                        "rejected_lines": list(staged.rejected_lines[:1000]),
+                    },
+                )
+                source = sa.select(stage.c._row_number, *(stage.c[c] for c in columns))
+                db.adapter.begin_write(conn)
+                try:
+                    published = publish(
+                        conn,
+                        db,
+                        plan,
+                        source,
+                        load_type=request.load_type,
+                        tracking_id=tracking_id,
+                        expected_rows=staged.rows_staged,
+                        column_types=staged.column_types,
+                        is_reference=request.is_reference,
+                        tracking_values={
+                            "rows_read": staged.rows_read,
+                            "rows_rejected": staged.rows_rejected,
+                            "rows_done": staged.rows_staged,
+                            "file_hash": hashing.sha256.hexdigest(),
+                            **hooks.extra_tracking,
+                        },
+                    )
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            finally:
+                _drop_stage(conn, stage)
+    except sa.exc.DBAPIError as exc:
+        raise translate_error(exc, stage="stage") from exc
+    return _Done(
+        staged.rows_read,
+        published.rows_loaded,
+        staged.rows_rejected,
+        staged.batches,
+        published.backup_version,
+    )
+
+
+def _batch_rows(settings: Settings, detection: Detection) -> int:
+    """Rows per batch: the configured count, bounded by INGEST_BATCH_BYTES at the sample's row size."""
+    rows = settings.ingest_batch_size
+    if detection.sample_rows and detection.estimated_rows:
+        # The sample is bounded by SAMPLE_BYTES, so bytes per row is well estimated from it.
+        per_row = max(1, settings.sample_bytes // max(1, detection.sample_rows))
+        rows = min(rows, max(1, settings.ingest_batch_bytes // per_row))
+    return max(1, rows)
+
+
+def _check_unchanged(
+    request: LoadRequest, raw: IO[bytes], hashing: HashingReader, before: os.stat_result
+) -> None:
+    """Abort if the bytes read are not the bytes claimed, or the file moved under us."""
+    # Drain what the parser did not need (e.g. trailing blank lines) so the hash covers the file.
+    while raw.closed is False and (chunk := raw.read(1 << 20)):
+        hashing.sha256.update(chunk)
+        hashing.bytes_read += len(chunk)
+    after = os.fstat(raw.fileno())
+    digest = hashing.sha256.hexdigest()
+    changed = (
+        after.st_size != before.st_size
+        or after.st_mtime_ns != before.st_mtime_ns
+        or hashing.bytes_read != after.st_size
+        or (request.sha256 is not None and digest != request.sha256)
+    )
+    if changed:
+        raise FileChangedError(
+            f"{request.path.name}: file changed while it was being loaded; it will be retried when stable",
+            path=request.path,
+        )
+
+
+def _drop_stage(conn: sa.Connection, stage: sa.Table) -> None:
+    try:
+        if conn.in_transaction():
+            conn.rollback()
+        with conn.begin():
+            stage.drop(conn, checkfirst=False)
+    except sa.exc.SQLAlchemyError:
+        # The temp table dies with the session; make sure the pool does not reuse it.
+        conn.invalidate()
+
+
+def _close_failed(db: Database, tracking_id: int, status: str, error: IngestError) -> None:
+    try:
+        tracking.finish_failed(db, tracking_id, status, error)
+    except IngestError as exc:
+        # The database itself may be what failed; recovery closes the row later.
+        log.warning("could not record the failure", tracking_id=tracking_id, error=str(exc))
+
+
+def _wrap(exc: BaseException, path: Path) -> IngestError:
+    if isinstance(exc, sa.exc.DBAPIError):
+        return translate_error(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return CancelledError(f"{path.name}: interrupted", path=path)
+    if isinstance(exc, faults.InjectedFault):
+        return FileRejectedError(f"{path.name}: {exc}", path=path, stage="fault")
+    if isinstance(exc, MemoryError):
+        return FileRejectedError(f"{path.name}: out of memory while loading", path=path)
+    return FileRejectedError(
+        f"{path.name}: unexpected {exc.__class__.__name__}: {exc}", path=path, stage="bug"
+    )

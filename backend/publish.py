@@ -1,0 +1,211 @@
+"""Publish staged rows into ``ref.<table>`` in ONE transaction, keeping the old rows in ``bkp``.
+
+Inside the transaction, in this order: take the table's publish lock; create the live table on
+a first load; widen text columns that the new values outgrow; for a fullload, copy the current
+rows into ``bkp.<table>`` under the next version number and delete them; insert the new rows;
+flip the tracking row to ``loaded``; upsert the reference configuration; write the audit event.
+A reader sees the old contents or the new ones, never an empty or partial table, and any error
+rolls every step back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from backend import faults
+from backend.db.engine import Database
+from backend.errors import RowError
+from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
+from backend.plan import backup_definition, data_columns, needs_widening, target_definition
+from backend.tracking import add_event, to_json, upsert_reference_cfg, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    rows_loaded: int
+    backup_version: int | None
+    reference_config_inserted: bool
+
+
+def publish(
+    conn: Connection,
+    db: Database,
+    plan: TablePlan,
+    source: sa.Select[Any],
+    *,
+    load_type: LoadType,
+    tracking_id: int,
+    expected_rows: int,
+    column_types: Sequence[ColumnType],
+    is_reference: bool,
+    tracking_values: dict[str, Any],
+    convert: bool = True,
+) -> Published:
+    """Move `source` rows (columns ``_row_number`` then the plan's columns) into the live table.
+
+    `conn` must already be inside the write transaction (`Database.write`); the caller commits.
+    """
+    schema = db.catalog.data_schema
+    live = db.reflect(conn, plan.table, schema)
+    if live is None:
+        live = target_definition(db, plan, column_types)
+        live.create(conn)
+    else:
+        db.adapter.lock_for_publish(conn, live)
+        _widen(conn, db, live, plan, column_types)
+        refreshed = db.reflect(conn, plan.table, schema)
+        live = refreshed if refreshed is not None else live
+    now = utcnow()
+    backup_version = None
+    if load_type is LoadType.FULLLOAD:
+        backup_version = _backup_and_clear(conn, db, live, tracking_id, now)
+    faults.hit("publish.before_insert")
+    inserted = conn.execute(
+        sa.insert(live).from_select(
+            [*plan.columns, "_load_id", "_row_number", "_loaded_at", "_load_type"],
+            _convert(db, live, plan, source, tracking_id, now, load_type, convert=convert),
+        )
+    ).rowcount
+    if inserted is not None and inserted >= 0 and inserted != expected_rows:
+        raise RowError(f"published {inserted} rows but staged {expected_rows}; rolled back", stage="publish")
+    cfg_inserted = upsert_reference_cfg(conn, db, plan.table, tracking_id) if is_reference else False
+    t = db.catalog.tracking
+    conn.execute(
+        sa.update(t)
+        .where(t.c.id == tracking_id)
+        .values(
+            status="loaded",
+            rows_loaded=expected_rows,
+            backup_version=backup_version,
+            reference_config_inserted=cfg_inserted,
+            processed_at=now,
+            updated_at=now,
+            progress_percent=100.0,
+            **tracking_values,
+        )
+    )
+    add_event(
+        conn,
+        db,
+        tracking_id,
+        "published",
+        {
+            "table": f"{schema}.{plan.table}",
+            "rows": expected_rows,
+            "load_type": load_type.value,
+            "backup_version": backup_version,
+        },
+    )
+    faults.hit("publish.before_commit")
+    return Published(expected_rows, backup_version, cfg_inserted)
+
+
+def _backup_and_clear(
+    conn: Connection, db: Database, live: sa.Table, tracking_id: int, now: datetime
+) -> int | None:
+    """Copy the live rows into bkp under the next version and empty the live table."""
+    has_rows = conn.execute(sa.select(sa.literal(1)).select_from(live).limit(1)).first() is not None
+    if not has_rows:
+        return None
+    backup = ensure_backup_table(conn, db, live)
+    version = (
+        int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(backup.c._bkp_version), 0))).scalar_one()) + 1
+    )
+    columns = [c.name for c in live.columns]
+    conn.execute(
+        sa.insert(backup).from_select(
+            ["_bkp_version", "_bkp_load_id", "_bkp_at", *columns],
+            sa.select(
+                sa.literal(version, sa.Integer),
+                sa.literal(tracking_id, sa.BigInteger),
+                sa.literal(now, sa.DateTime),
+                *(live.c[c] for c in columns),
+            ),
+        )
+    )
+    conn.execute(sa.delete(live))
+    return version
+
+
+def ensure_backup_table(conn: Connection, db: Database, live: sa.Table) -> sa.Table:
+    """The bkp table of `live`, created on first use and widened to match it."""
+    backup = db.reflect(conn, live.name, db.catalog.backup_schema)
+    if backup is None:
+        backup = backup_definition(db, live)
+        backup.create(conn)
+        return backup
+    for column in live.columns:
+        current = backup.c.get(column.name)
+        length = getattr(column.type, "length", None)
+        if current is not None and getattr(current.type, "length", None) not in (None, length):
+            db.adapter.widen_column(conn, backup, column.name, column.type)
+    refreshed = db.reflect(conn, live.name, db.catalog.backup_schema)
+    return refreshed if refreshed is not None else backup
+
+
+def _widen(
+    conn: Connection, db: Database, live: sa.Table, plan: TablePlan, types: Sequence[ColumnType]
+) -> None:
+    for name, wanted in zip(plan.columns, types, strict=True):
+        column = live.c[name]
+        if needs_widening(column, wanted):
+            db.adapter.widen_column(conn, live, name, db.adapter.text_type(wanted.length))
+
+
+def _convert(
+    db: Database,
+    live: sa.Table,
+    plan: TablePlan,
+    source: sa.Select[Any],
+    tracking_id: int,
+    now: datetime,
+    load_type: LoadType,
+    *,
+    convert: bool,
+) -> sa.Select[Any]:
+    """SELECT that turns staged text into the live table's column values (as-is when not `convert`)."""
+    sub = source.subquery("s")
+    empty_as_null = db.settings.empty_as_null and convert
+    exprs: list[Any] = []
+    for name in plan.columns:
+        value: Any = sub.c[name]
+        if empty_as_null:
+            value = sa.func.nullif(value, "")
+        exprs.append(db.adapter.cast_text(value, live.c[name].type) if convert else value)
+    return sa.select(
+        *exprs,
+        sa.literal(tracking_id, sa.BigInteger),
+        sub.c._row_number,
+        sa.literal(now, sa.DateTime),
+        sa.literal(load_type.value, sa.String(16)),
+    )
+
+
+def live_columns(live: sa.Table) -> list[str]:
+    return data_columns(live)
+
+
+def kind_of(type_: sa.types.TypeEngine[Any]) -> ColumnKind:
+    """The logical kind of a reflected column type."""
+    if isinstance(type_, sa.Boolean):
+        return ColumnKind.BOOLEAN
+    if isinstance(type_, sa.BigInteger):
+        return ColumnKind.BIGINT
+    if isinstance(type_, sa.Integer):
+        return ColumnKind.INTEGER
+    if isinstance(type_, sa.Numeric):
+        return ColumnKind.DECIMAL
+    if isinstance(type_, sa.DateTime):
+        return ColumnKind.DATETIME
+    if isinstance(type_, sa.Date):
+        return ColumnKind.DATE
+    return ColumnKind.TEXT
+
+
+__all__ = ["Published", "ensure_backup_table", "kind_of", "publish", "to_json"]

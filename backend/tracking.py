@@ -1,0 +1,227 @@
+"""Tracking rows (one per file attempt) and audit events (one per step of a file's life).
+
+The tracking row is created before any work starts and ends in exactly one final status;
+`publish` flips it to ``loaded`` inside the same transaction as the data, so the row and the
+table can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from backend.db.engine import Database
+from backend.db.schema import STATUS_PROCESSING
+from backend.errors import IngestError
+from backend.models import Detection, LoadRequest
+
+#: Identifies this process in the `owner` column: host, pid and a per-start token.
+OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def utcnow() -> datetime:
+    """Naive UTC timestamp: stored the same way on all three databases."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+class ClaimConflictError(Exception):
+    """Another attempt already holds the claim key (same content, same table)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingRow:
+    """The columns of a tracking row that the pipeline and operators read back."""
+
+    id: int
+    file_name: str
+    file_path: str
+    status: str
+    table_name: str | None
+    load_type: str
+    file_hash: str | None
+    owner: str | None
+    heartbeat_at: datetime | None
+    moved_to: str | None
+    claim_key: str | None
+    error_message: str | None
+
+
+def claim_key(table: str, sha256: str) -> str:
+    return f"{table}:{sha256}"
+
+
+def start(
+    db: Database,
+    request: LoadRequest,
+    *,
+    table: str | None,
+    size: int | None,
+    mtime: float | None,
+    key: str | None = None,
+) -> int:
+    """Insert a `processing` row for one attempt and return its id (the load id).
+
+    Raises:
+        ClaimConflictError: `key` is already held by another row.
+    """
+    t = db.catalog.tracking
+    now = utcnow()
+    values = {
+        "file_path": str(request.path),
+        "file_name": request.path.name,
+        "file_size": size,
+        "file_mtime": mtime,
+        "file_hash": request.sha256,
+        "load_type": request.load_type.value,
+        "table_name": table,
+        "is_reference_data": request.is_reference,
+        "reference_config_inserted": False,
+        "status": STATUS_PROCESSING,
+        "created_at": now,
+        "updated_at": now,
+        "claim_key": key,
+        "owner": OWNER,
+        "heartbeat_at": now,
+        "cancel_requested": False,
+    }
+    try:
+        with db.write() as conn:
+            tracking_id = int(conn.execute(sa.insert(t).values(**values)).inserted_primary_key[0])
+            add_event(conn, db, tracking_id, "claimed" if key else "started", {"file": str(request.path)})
+    except IngestError as exc:
+        if key is not None and isinstance(exc.__cause__, sa.exc.IntegrityError):
+            raise ClaimConflictError(key) from exc
+        raise
+    return tracking_id
+
+
+def add_event(
+    conn: Connection, db: Database, tracking_id: int, event: str, details: dict[str, Any] | None = None
+) -> None:
+    """Append one audit event inside the caller's transaction."""
+    conn.execute(
+        sa.insert(db.catalog.events).values(
+            tracking_id=tracking_id, event=event, at=utcnow(), details=to_json(details or {})
+        )
+    )
+
+
+def event(db: Database, tracking_id: int, name: str, details: dict[str, Any] | None = None) -> None:
+    """Append one audit event in its own short transaction."""
+    with db.write() as conn:
+        add_event(conn, db, tracking_id, name, details)
+
+
+def update(db: Database, tracking_id: int, **values: Any) -> None:
+    """Set columns of a tracking row in its own short transaction (also renews the heartbeat)."""
+    now = utcnow()
+    values.setdefault("updated_at", now)
+    values.setdefault("heartbeat_at", now)
+    t = db.catalog.tracking
+    with db.write() as conn:
+        conn.execute(sa.update(t).where(t.c.id == tracking_id).values(**values))
+
+
+def record_detection(
+    db: Database, tracking_id: int, detection: Detection, table: str, columns: tuple[str, ...]
+) -> None:
+    update(
+        db,
+        tracking_id,
+        table_name=table,
+        detected_encoding=detection.encoding,
+        detected_delimiter=detection.delimiter,
+        detected_quotechar=detection.quotechar,
+        detected_header=detection.header_rows > 0,
+        detected_headers=to_json(list(detection.headers)),
+        detection=to_json({**detection.to_dict(), "columns": list(columns)}),
+        rows_estimated=detection.estimated_rows,
+    )
+
+
+def finish_failed(
+    db: Database, tracking_id: int, status: str, error: BaseException, *, keep_claim: bool = False
+) -> None:
+    """Close an attempt that did not publish; releases its claim so the file can be tried again."""
+    stage = getattr(error, "stage", "load")
+    values: dict[str, Any] = {
+        "status": status,
+        "error_stage": stage,
+        "error_message": str(error)[:4000],
+        "processed_at": utcnow(),
+    }
+    if not keep_claim:
+        values["claim_key"] = None
+    t = db.catalog.tracking
+    with db.write() as conn:
+        conn.execute(sa.update(t).where(t.c.id == tracking_id).values(updated_at=utcnow(), **values))
+        add_event(
+            conn, db, tracking_id, "failed", {"status": status, "stage": stage, "error": str(error)[:1000]}
+        )
+
+
+def upsert_reference_cfg(conn: Connection, db: Database, table: str, tracking_id: int) -> bool:
+    """Insert or refresh the table's Reference_Data_Cfg row; True when it was inserted."""
+    cfg = db.catalog.reference_cfg
+    now = utcnow()
+    updated = conn.execute(
+        sa.update(cfg)
+        .where(cfg.c.table_name == table)
+        .values(updated_at=now, is_active=True, last_tracking_id=tracking_id)
+    ).rowcount
+    if updated:
+        return False
+    conn.execute(
+        sa.insert(cfg).values(
+            table_name=table,
+            created_at=now,
+            updated_at=now,
+            created_by=db.settings.created_by,
+            is_active=True,
+            last_tracking_id=tracking_id,
+        )
+    )
+    return True
+
+
+def get(db: Database, tracking_id: int) -> TrackingRow | None:
+    t = db.catalog.tracking
+    with db.read() as conn:
+        row = conn.execute(sa.select(t).where(t.c.id == tracking_id)).mappings().first()
+    return _row(row) if row else None
+
+
+def find_by_claim(db: Database, key: str) -> TrackingRow | None:
+    t = db.catalog.tracking
+    with db.read() as conn:
+        row = conn.execute(sa.select(t).where(t.c.claim_key == key)).mappings().first()
+    return _row(row) if row else None
+
+
+def _row(m: Any) -> TrackingRow:
+    return TrackingRow(
+        id=int(m["id"]),
+        file_name=m["file_name"],
+        file_path=m["file_path"],
+        status=m["status"],
+        table_name=m["table_name"],
+        load_type=m["load_type"],
+        file_hash=m["file_hash"],
+        owner=m["owner"],
+        heartbeat_at=m["heartbeat_at"],
+        moved_to=m["moved_to"],
+        claim_key=m["claim_key"],
+        error_message=m["error_message"],
+    )
