@@ -7,7 +7,9 @@ Exit codes: 0 success, 1 the file or request was refused (IngestError), 2 bad co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. `export ... | head`): not an error.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces a closed stream for interpreter exit
+        return EXIT_OK
 
 
 def _db(settings: Settings) -> Any:
@@ -222,8 +229,129 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _not_yet(settings: Settings, args: argparse.Namespace) -> int:
-    raise IngestError(f"command {args.command!r} is not available in this build")
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from backend.service import run
+
+    stop = threading.Event()
+    signals_seen = [0]
+
+    def handle(signum: int, _frame: Any) -> None:
+        # Only set the event here: logging from a signal handler can deadlock on its lock.
+        signals_seen[0] += 1
+        if signals_seen[0] > 1 and signum == signal.SIGINT:
+            os._exit(EXIT_INTERRUPTED)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGBREAK", None)):
+        if sig is not None:
+            signal.signal(sig, handle)
+    return run(settings, stop, until_idle=args.until_idle or args.once)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    snapshot = _daemon_status(settings)
+    if snapshot is None:
+        from backend.status import db_status
+
+        db = _db(settings)
+        try:
+            snapshot = {
+                "daemon": None,
+                "note": "daemon not reachable; showing the database only",
+                **db_status(db),
+            }
+        finally:
+            db.dispose()
+    if args.json:
+        print(json.dumps(snapshot, indent=2, default=str))
+        return EXIT_OK
+    print(f"daemon: {snapshot.get('daemon') or 'not reachable (database view only)'}")
+    for item in snapshot.get("in_flight", []):
+        pct = item.get("progress_percent")
+        print(
+            f"  loading  #{item['id']} {item['file_name']} -> {item['table_name']}"
+            f" {item.get('rows_done') or 0} rows" + (f" ({pct:.0f}%)" if pct is not None else "")
+        )
+    for item in snapshot.get("waiting_for_stability", []):
+        print(f"  waiting  {item['file']} ({item['checks_done']}/{item['checks_needed']} stable checks)")
+    print("last results:")
+    for item in snapshot.get("last_results", [])[:10]:
+        extra = f" rows={item['rows_loaded']}" if item.get("rows_loaded") is not None else ""
+        print(f"  #{item['id']} {item['status']:<11} {item['file_name']} -> {item['table_name']}{extra}")
+    errors = snapshot.get("last_errors", [])
+    if errors:
+        print("last errors:")
+        for item in errors[:10]:
+            print(f"  #{item['id']} {item['file_name']}: {item['error_message']}")
+    return EXIT_OK
+
+
+def _daemon_status(settings: Settings) -> dict[str, Any] | None:
+    """The running daemon's /status (it knows what waits for stability), or None."""
+    import urllib.request
+
+    if not settings.health_enabled or settings.health_port == 0:
+        return None
+    host = "127.0.0.1" if settings.health_host in ("0.0.0.0", "") else settings.health_host  # noqa: S104
+    request = urllib.request.Request(f"http://{host}:{settings.health_port}/status")
+    if settings.health_token is not None:
+        request.add_header("Authorization", f"Bearer {settings.health_token.get_secret_value()}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - our own loopback endpoint
+            data = json.loads(response.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.status import history
+
+    db = _db(settings)
+    try:
+        rows = history(db, args.table, args.limit)
+    finally:
+        db.dispose()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    for r in rows:
+        change = f" ({r['rows_change']:+d})" if r.get("rows_change") is not None else ""
+        drift = " structure changed" if r.get("structure_changed") else ""
+        version = f" bkp v{r['backup_version']}" if r.get("backup_version") else ""
+        print(
+            f"#{r['id']:<6} {r['created_at']} {r['status']:<11} {r['load_type']:<8} {r['table_name']}"
+            f" rows={r['rows_loaded']}{change}{version}{drift}  {r['file_name']}"
+        )
+    return EXIT_OK
+
+
+def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.status import retry
+
+    db = _db(settings) if args.target.isdigit() else None
+    try:
+        moved = retry(db, settings.dropoff_base_path, args.target)
+    finally:
+        if db is not None:
+            db.dispose()
+    print(f"put back for another attempt: {moved}")
+    return EXIT_OK
+
+
+def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.status import request_cancel
+
+    db = _db(settings)
+    try:
+        request_cancel(db, args.tracking_id)
+    finally:
+        db.dispose()
+    print(f"cancel requested for load {args.tracking_id}; it stops at the next batch")
+    return EXIT_OK
 
 
 _COMMANDS = {
@@ -233,9 +361,9 @@ _COMMANDS = {
     "detect": cmd_detect,
     "export": cmd_export,
     "restore": cmd_restore,
-    "run": _not_yet,
-    "status": _not_yet,
-    "history": _not_yet,
-    "retry": _not_yet,
-    "cancel": _not_yet,
+    "run": cmd_run,
+    "status": cmd_status,
+    "history": cmd_history,
+    "retry": cmd_retry,
+    "cancel": cmd_cancel,
 }

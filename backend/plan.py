@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from backend.db.engine import Database
+from backend.db.schema import TIMESTAMP
 from backend.errors import SchemaMismatchError
 from backend.models import ColumnKind, ColumnType, TablePlan
 from backend.naming import METADATA_COLUMNS
@@ -21,7 +22,7 @@ def metadata_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("_load_id", sa.BigInteger, nullable=False),
         sa.Column("_row_number", sa.BigInteger, nullable=False),
-        sa.Column("_loaded_at", sa.DateTime, nullable=False),
+        sa.Column("_loaded_at", TIMESTAMP, nullable=False),
         sa.Column("_load_type", sa.String(16), nullable=False),
     ]
 
@@ -90,7 +91,7 @@ def backup_definition(db: Database, live: sa.Table) -> sa.Table:
         sa.MetaData(),
         sa.Column("_bkp_version", sa.Integer, nullable=False),
         sa.Column("_bkp_load_id", sa.BigInteger, nullable=False),
-        sa.Column("_bkp_at", sa.DateTime, nullable=False),
+        sa.Column("_bkp_at", TIMESTAMP, nullable=False),
         *(sa.Column(c.name, c.type, nullable=True) for c in live.columns),
         schema=db.catalog.backup_schema,
     )

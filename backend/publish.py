@@ -74,6 +74,15 @@ def publish(
     ).rowcount
     if inserted is not None and inserted >= 0 and inserted != expected_rows:
         raise RowError(f"published {inserted} rows but staged {expected_rows}; rolled back", stage="publish")
+    if load_type is LoadType.FULLLOAD:
+        # The table now holds only this content: earlier contents may be dropped again later.
+        t = db.catalog.tracking
+        conn.execute(
+            sa.update(t)
+            .where(t.c.table_name == plan.table, t.c.id != tracking_id, t.c.claim_key.isnot(None))
+            .where(t.c.status.in_(("loaded", "duplicate")))
+            .values(claim_key=None)
+        )
     cfg_inserted = upsert_reference_cfg(conn, db, plan.table, tracking_id) if is_reference else False
     t = db.catalog.tracking
     conn.execute(

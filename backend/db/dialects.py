@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from backend.errors import ConfigError
@@ -103,7 +104,7 @@ class _Base:
         if kind is ColumnKind.DATE:
             return sa.Date()
         if kind is ColumnKind.DATETIME:
-            return sa.DateTime()
+            return sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
         return self.text_type(column_type.length)
 
     def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
@@ -274,6 +275,8 @@ class MSSQLAdapter(_Base):
             url,
             pool_pre_ping=True,
             fast_executemany=True,
+            # NVARCHAR(MAX) rather than the deprecated NTEXT (SQL Server 2012 and later).
+            deprecate_large_types=True,
             connect_args={"timeout": max(1, int(settings.db_connect_timeout_seconds))},
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
 
 TRACKING_TABLE = "File_Monitor_Tracking"
 EVENTS_TABLE = "File_Monitor_Events"
@@ -19,6 +20,8 @@ STATUS_PROCESSING = "processing"
 FINAL_STATUSES = ("loaded", "duplicate", "error", "cancelled", "interrupted", "retry")
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: Timestamps: DATETIME2 on SQL Server (DATETIME rounds to 3 ms and is the legacy type).
+TIMESTAMP = sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,15 @@ def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
         sa.Column("rows_estimated", sa.BigInteger),
         sa.Column("progress_percent", sa.Float),
         sa.Column("backup_version", sa.Integer),
-        sa.Column("created_at", sa.DateTime, nullable=False),
-        sa.Column("updated_at", sa.DateTime),
-        sa.Column("processed_at", sa.DateTime),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("updated_at", TIMESTAMP),
+        sa.Column("processed_at", TIMESTAMP),
         sa.Column("error_stage", sa.String(40)),
         sa.Column("error_message", sa.UnicodeText),
         # Claiming: two daemons insert the same claim key; the unique index lets one win.
         sa.Column("claim_key", sa.String(200)),
         sa.Column("owner", sa.Unicode(200)),
-        sa.Column("heartbeat_at", sa.DateTime),
+        sa.Column("heartbeat_at", TIMESTAMP),
         sa.Column("cancel_requested", sa.Boolean(create_constraint=False), nullable=False, default=False),
         sa.Column("moved_to", sa.Unicode(1024)),
         sa.Column("schema_report", sa.UnicodeText),  # JSON: match %, missing / extra columns
@@ -99,7 +102,7 @@ def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
         sa.Column("tracking_id", sa.BigInteger, nullable=False),
         sa.Column("event", sa.String(40), nullable=False),
-        sa.Column("at", sa.DateTime, nullable=False),
+        sa.Column("at", TIMESTAMP, nullable=False),
         sa.Column("details", sa.UnicodeText),  # JSON
         schema=data_schema,
     )
@@ -110,8 +113,8 @@ def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
         md,
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
         sa.Column("table_name", sa.Unicode(128), nullable=False, unique=True),
-        sa.Column("created_at", sa.DateTime, nullable=False),
-        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.Column("created_by", sa.Unicode(128), nullable=False),
         sa.Column("is_active", sa.Boolean(create_constraint=False), nullable=False, default=True),
         sa.Column("last_tracking_id", sa.BigInteger),

@@ -1,0 +1,554 @@
+"""The daemon: discover, wait for stability, claim, load, move; plus health and housekeeping.
+
+One main loop (this thread) rescans the drop folders every MONITOR_INTERVAL seconds (watchdog
+events only wake it early: network shares deliver none, so the rescan is the source of
+truth), feeds the stability tracker, and hands ready files to a bounded worker pool. It also
+pings the systemd watchdog, so a stuck loop gets the service restarted.
+
+A file's journey in `process_file`, and why in this order:
+
+1. hash the file and derive its table; 2. claim ``<table>:<sha256>`` in the tracking table (a
+unique index lets exactly one daemon win; the content hash also recognises duplicates);
+3. load: stage, then publish data + tracking row in one transaction; 4. only then move the
+file to processed/ (or, for a rejected file, to error/ with a sidecar) and record where it went.
+
+A kill -9 anywhere leaves one of: no claim (the file is simply found again); a claim in
+``processing`` whose owner is dead (recovery closes it as ``interrupted`` and the file is found
+again: nothing was published, because publishing and the status flip are one transaction);
+a ``loaded`` row whose file was not moved yet (the next scan finds the same bytes, sees its own
+earlier load, and only moves the file). So no file is lost, no table is half-published, and no
+append is applied twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from backend import claim, lifecycle, tracking
+from backend.config import Settings
+from backend.db.engine import Database, open_database
+from backend.errors import (
+    CancelledError,
+    DatabaseUnavailableError,
+    FileRejectedError,
+    IngestError,
+    RetryableError,
+)
+from backend.loader import LoadHooks, load_file
+from backend.models import LoadRequest
+from backend.naming import table_name_from_file
+from backend.stability import ReadyFile, StabilityTracker
+
+log = structlog.get_logger(__name__)
+
+CANCEL_SUFFIX = ".cancel"
+
+
+class ShutdownError(RetryableError):
+    """The daemon is stopping; the load was rolled back and the file stays for the next start."""
+
+    stage = "shutdown"
+
+
+@dataclass
+class Runtime:
+    """What the main loop, the workers and the health endpoints share."""
+
+    settings: Settings
+    db: Database
+    stop: threading.Event
+    tracker: StabilityTracker
+    metrics: Any
+    abort: threading.Event = field(default_factory=threading.Event)
+    in_flight: dict[Path, int | None] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    heartbeat: float = field(default_factory=time.monotonic)
+    last_scan_ok: float | None = None
+    db_ok: bool = True
+    db_error: str | None = None
+    db_retry_at: float = 0.0
+    db_failures: int = 0
+    watcher_alive: bool = True
+    recent: list[dict[str, Any]] = field(default_factory=list)
+
+    def remember(self, outcome: dict[str, Any]) -> None:
+        with self.lock:
+            self.recent.insert(0, outcome)
+            del self.recent[50:]
+
+
+# --------------------------------------------------------------------------- one file
+def process_file(rt: Runtime, ready: ReadyFile) -> str:
+    """Claim, load and move one stable file; returns the outcome. Never raises."""
+    settings, db = rt.settings, rt.db
+    path = ready.path
+    base = settings.dropoff_base_path
+    kind = lifecycle.classify(path, base)
+    bound = log.bind(file=path.name)
+    if kind is None:
+        return "ignored"
+    is_reference, load_type = kind
+    folder = path.parent
+    tracking_id: int | None = None
+    try:
+        sha256, size, mtime = claim.hash_file(path)
+        table = table_name_from_file(path, db.adapter.max_identifier_length)
+        request = LoadRequest(path=path, load_type=load_type, is_reference=is_reference, sha256=sha256)
+        outcome = claim.claim(db, request, table, size, mtime)
+        if isinstance(outcome, claim.HeldElsewhere):
+            bound.info(
+                "claimed by another process", holder=outcome.holder.owner, tracking_id=outcome.holder.id
+            )
+            return "held"
+        if isinstance(outcome, claim.AlreadyLoaded):
+            return _already_loaded(rt, path, folder, request, table, outcome)
+        tracking_id = outcome.tracking_id
+        with rt.lock:
+            rt.in_flight[path] = tracking_id
+        result = load_file(
+            db,
+            settings,
+            LoadRequest(
+                path=path,
+                load_type=load_type,
+                is_reference=is_reference,
+                sha256=sha256,
+                tracking_id=tracking_id,
+            ),
+            LoadHooks(check_cancel=_cancel_checker(rt, path)),
+        )
+        moved = lifecycle.move_to_processed(path, folder, time.time())
+        _record_move(db, tracking_id, moved)
+        rt.metrics.record_file("loaded", rows=result.rows_loaded, seconds=result.seconds)
+        rt.remember(
+            {
+                "tracking_id": tracking_id,
+                "file": path.name,
+                "status": "loaded",
+                "table": result.table,
+                "rows": result.rows_loaded,
+            }
+        )
+        _db_recovered(rt)
+        return "loaded"
+    except RetryableError as exc:
+        rt.tracker.forget(path)
+        if isinstance(exc, DatabaseUnavailableError):
+            _db_failed(rt, exc)
+        bound.warning("will retry", reason=str(exc), stage=exc.stage)
+        return "retry"
+    except FileRejectedError as exc:
+        _reject(rt, path, folder, exc, tracking_id)
+        return "cancelled" if isinstance(exc, CancelledError) else "error"
+    except IngestError as exc:
+        _reject(rt, path, folder, exc, tracking_id)
+        return "error"
+    except Exception as exc:  # noqa: BLE001 - a bug must cost one file, never the daemon
+        bound.exception("unexpected failure", tracking_id=tracking_id)
+        error = FileRejectedError(f"{path.name}: internal error {exc.__class__.__name__}: {exc}", stage="bug")
+        if tracking_id is not None:
+            with contextlib.suppress(IngestError):
+                tracking.finish_failed(db, tracking_id, "error", error)
+        _reject(rt, path, folder, error, tracking_id)
+        return "error"
+    finally:
+        with rt.lock:
+            rt.in_flight.pop(path, None)
+        _remove_cancel_marker(path)
+
+
+def _already_loaded(
+    rt: Runtime, path: Path, folder: Path, request: LoadRequest, table: str, outcome: claim.AlreadyLoaded
+) -> str:
+    db = rt.db
+    holder = outcome.holder
+    if outcome.recovered:
+        # Our own earlier load committed, then the process died before moving the file.
+        moved = lifecycle.move_to_processed(path, folder, time.time())
+        _record_move(db, holder.id, moved, event_name="moved_after_recovery")
+        log.warning(
+            "moved a file whose load had committed before a restart", file=path.name, tracking_id=holder.id
+        )
+        return "loaded"
+    duplicate_id = tracking.start(db, request, table=table, size=request.path.stat().st_size, mtime=None)
+    tracking.update(
+        db,
+        duplicate_id,
+        status="duplicate",
+        processed_at=tracking.utcnow(),
+        rows_loaded=0,
+        error_message=f"same content as load {holder.id} ({holder.file_name}); not loaded again",
+    )
+    moved = lifecycle.move_to_processed(path, folder, time.time())
+    _record_move(db, duplicate_id, moved)
+    rt.metrics.record_file("duplicate")
+    rt.remember({"tracking_id": duplicate_id, "file": path.name, "status": "duplicate", "table": table})
+    log.info(
+        "duplicate content, not loaded again", file=path.name, tracking_id=duplicate_id, original=holder.id
+    )
+    return "duplicate"
+
+
+def _reject(rt: Runtime, path: Path, folder: Path, exc: IngestError, tracking_id: int | None) -> None:
+    status = "cancelled" if isinstance(exc, CancelledError) else "error"
+    sidecar = {
+        "reason": str(exc),
+        "stage": exc.stage,
+        "exception_type": exc.__class__.__name__,
+        "rows": list(exc.rows),
+        "tracking_id": tracking_id,
+        "details": exc.details,
+    }
+    if tracking_id is not None:
+        row = tracking.get(rt.db, tracking_id) if rt.db_ok else None
+        if row is not None:
+            sidecar["detection"] = _detection_of(rt.db, tracking_id)
+    try:
+        moved = lifecycle.move_to_error(path, folder, time.time(), sidecar)
+    except FileNotFoundError:
+        log.warning("file vanished before it could be moved to error/", file=path.name)
+        return
+    if tracking_id is not None:
+        with contextlib.suppress(IngestError):
+            _record_move(rt.db, tracking_id, moved)
+    rt.metrics.record_file(status)
+    rt.remember({"tracking_id": tracking_id, "file": path.name, "status": status, "error": str(exc)})
+    log.warning("file rejected", file=path.name, reason=str(exc), stage=exc.stage, moved_to=str(moved))
+
+
+def _detection_of(db: Database, tracking_id: int) -> Any:
+    import json
+
+    t = db.catalog.tracking
+    with contextlib.suppress(IngestError), db.read() as conn:
+        value = conn.execute(sa.select(t.c.detection).where(t.c.id == tracking_id)).scalar()
+        return json.loads(value) if value else None
+    return None
+
+
+def _record_move(db: Database, tracking_id: int, moved: Path, event_name: str = "moved") -> None:
+    t = db.catalog.tracking
+    with db.write() as conn:
+        conn.execute(
+            sa.update(t)
+            .where(t.c.id == tracking_id)
+            .values(moved_to=str(moved), updated_at=tracking.utcnow())
+        )
+        tracking.add_event(conn, db, tracking_id, event_name, {"to": str(moved)})
+
+
+def _cancel_checker(rt: Runtime, path: Path) -> Any:
+    marker = path.with_name(path.name + CANCEL_SUFFIX)
+    last_db_check = [0.0]
+
+    def check(tracking_id: int) -> None:
+        if rt.abort.is_set():
+            raise ShutdownError(f"{path.name}: daemon stopping; rolled back, will load on next start")
+        if marker.exists():
+            raise CancelledError(f"{path.name}: cancelled by operator ({marker.name})", stage="cancel")
+        now = time.monotonic()
+        if now - last_db_check[0] >= 1.0:
+            last_db_check[0] = now
+            t = rt.db.catalog.tracking
+            with rt.db.read() as conn:
+                wanted = conn.execute(sa.select(t.c.cancel_requested).where(t.c.id == tracking_id)).scalar()
+            if wanted:
+                raise CancelledError(
+                    f"{path.name}: cancelled by operator (cancel {tracking_id})", stage="cancel"
+                )
+
+    return check
+
+
+def _remove_cancel_marker(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.with_name(path.name + CANCEL_SUFFIX).unlink()
+
+
+def _db_failed(rt: Runtime, exc: BaseException) -> None:
+    with rt.lock:
+        rt.db_ok = False
+        rt.db_error = str(exc)
+        rt.db_failures += 1
+        # Exponential backoff before new files are dispatched: 1, 2, 4, ... 60 s.
+        rt.db_retry_at = time.monotonic() + min(60.0, 2.0 ** min(rt.db_failures - 1, 6))
+
+
+def _db_recovered(rt: Runtime) -> None:
+    with rt.lock:
+        rt.db_ok, rt.db_error, rt.db_failures, rt.db_retry_at = True, None, 0, 0.0
+
+
+# --------------------------------------------------------------------------- health
+def liveness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
+    age = time.monotonic() - rt.heartbeat
+    limit = max(30.0, 4 * rt.settings.monitor_interval)
+    return age < limit, {"heartbeat_age_seconds": round(age, 3), "limit_seconds": limit}
+
+
+def readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        rt.db.ping()
+        checks["database"] = {"status": "pass"}
+    except IngestError as exc:
+        checks["database"] = {"status": "fail", "output": str(exc)}
+    base = rt.settings.dropoff_base_path
+    ok_dirs = base.is_dir() and os.access(base, os.R_OK | os.W_OK | os.X_OK)
+    checks["dropoff"] = {
+        "status": "pass" if ok_dirs else "fail",
+        "output": "" if ok_dirs else f"{base} is missing or not readable and writable",
+    }
+    try:
+        free_mb = shutil.disk_usage(base if base.exists() else ".").free / (1024 * 1024)
+        ok_disk = free_mb >= rt.settings.min_free_disk_mb
+        checks["disk"] = {
+            "status": "pass" if ok_disk else "fail",
+            "observedValue": round(free_mb),
+            "observedUnit": "MiB",
+            "output": "" if ok_disk else "free disk below MIN_FREE_DISK_MB",
+        }
+    except OSError as exc:
+        checks["disk"] = {"status": "fail", "output": str(exc)}
+    checks["watcher"] = {
+        "status": "pass" if rt.watcher_alive else "warn",
+        "output": "" if rt.watcher_alive else "filesystem events unavailable; rescans only",
+    }
+    ok = all(c["status"] != "fail" for c in checks.values())
+    return ok, {"status": "pass" if ok else "fail", "checks": checks}
+
+
+def status_snapshot(rt: Runtime) -> dict[str, Any]:
+    from backend.status import db_status
+
+    with rt.lock:
+        recent = list(rt.recent[:20])
+    waiting = [
+        {"file": str(p), "checks_done": done, "checks_needed": need} for p, done, need in rt.tracker.waiting()
+    ]
+    snapshot: dict[str, Any] = {"daemon": tracking.OWNER, "waiting_for_stability": waiting, "recent": recent}
+    try:
+        snapshot.update(db_status(rt.db))
+    except IngestError as exc:
+        snapshot["database_error"] = str(exc)
+    return snapshot
+
+
+# --------------------------------------------------------------------------- main loop
+def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) -> int:
+    """Run the monitor until `stop` is set (or, with `until_idle`, until nothing is left to do)."""
+    from backend.metrics import Metrics
+    from backend.notify import Notifier
+    from backend.watcher import Watcher, scan
+
+    base = settings.dropoff_base_path
+    lifecycle.ensure_directories(base)
+    db = open_database(settings)
+    metrics = Metrics()
+    rt = Runtime(
+        settings=settings,
+        db=db,
+        stop=stop,
+        tracker=StabilityTracker(
+            settings.stability_checks,
+            settings.min_file_age_seconds,
+            min_check_interval_seconds=settings.monitor_interval * 0.9,
+        ),
+        metrics=metrics,
+    )
+    _wait_for_database(rt)
+    if stop.is_set():
+        return 0
+    with contextlib.suppress(IngestError):
+        claim.recover_stale(db)
+    # With FORCE_POLLING the periodic rescan is all there is: a polling observer would only
+    # walk the same folders a second time.
+    watcher = None if settings.force_polling else Watcher(base, settings)
+    if watcher is not None:
+        watcher.start()
+    notify = Notifier.from_environment()
+    warned: set[Path] = set()
+    health = _start_health(rt, metrics) if settings.health_enabled else None
+    scheduler = _start_housekeeping(rt)
+    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="load")
+    futures: dict[Path, Future[str]] = {}
+    notify.ready(f"watching {base}")
+    log.info(
+        "monitor started",
+        dropoff=str(base),
+        database=settings.masked_url,
+        workers=settings.workers,
+        interval=settings.monitor_interval,
+        checks=settings.stability_checks,
+        health_port=health.port if health else None,
+    )
+    try:
+        while not stop.is_set():
+            rt.heartbeat = time.monotonic()
+            notify.watchdog()
+            if watcher is not None and not watcher.alive:
+                rt.watcher_alive = False
+                metrics.watcher_restarts.inc()
+                log.warning("filesystem watcher stopped; rescanning and restarting it")
+                watcher.restart()
+            rt.watcher_alive = watcher is None or watcher.alive
+            if watcher is not None:
+                watcher.drain_hints()
+            for path in [p for p, f in futures.items() if f.done()]:
+                futures.pop(path)
+            try:
+                candidates = scan(base, settings, warned=warned)
+                rt.last_scan_ok = time.time()
+                metrics.last_successful_scan.set(rt.last_scan_ok)
+            except OSError as exc:
+                log.warning("dropoff not readable; will rescan", error=str(exc))
+                candidates = []
+            pending = [p for p in candidates if p not in futures]
+            ready = rt.tracker.check(pending, now=time.time())
+            metrics.files_waiting_stability.set(len(rt.tracker.waiting()))
+            if time.monotonic() >= rt.db_retry_at:
+                for item in ready:
+                    futures[item.path] = pool.submit(process_file, rt, item)
+            else:
+                for item in ready:
+                    rt.tracker.forget(item.path)
+            metrics.queue_depth.set(len(futures))
+            if until_idle and not futures and not candidates:
+                break
+            _sleep(rt, watcher, min(settings.monitor_interval, 0.2) if futures and until_idle else None)
+    finally:
+        notify.stopping()
+        log.info("stopping", in_flight=len(futures))
+        _shutdown(rt, pool, futures)
+        scheduler.shutdown(wait=False)
+        if watcher is not None:
+            watcher.stop()
+        if health is not None:
+            health.stop()
+        db.dispose()
+        log.info("stopped")
+    return 0
+
+
+def _sleep(rt: Runtime, watcher: Any, seconds: float | None) -> None:
+    """Wait for the next scan: the interval, a filesystem event, or stop, whichever comes first."""
+    deadline = time.monotonic() + (rt.settings.monitor_interval if seconds is None else seconds)
+    while not rt.stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        step = min(remaining, 0.25)
+        if watcher is not None:
+            if watcher.wait(step):
+                watcher.drain_hints()
+                return
+        else:
+            rt.stop.wait(step)
+
+
+def _wait_for_database(rt: Runtime) -> None:
+    """Create the schema, retrying with backoff while the database is unreachable."""
+    for attempt in Retrying(
+        retry=retry_if_exception_type(DatabaseUnavailableError),
+        wait=wait_exponential_jitter(initial=1, max=30),
+        stop=lambda state: rt.stop.is_set(),
+        reraise=True,
+    ):
+        with attempt:
+            try:
+                rt.db.init_db()
+                _db_recovered(rt)
+            except DatabaseUnavailableError as exc:
+                _db_failed(rt, exc)
+                log.warning("database unavailable at start-up; retrying", error=str(exc))
+                raise
+
+
+def _shutdown(rt: Runtime, pool: ThreadPoolExecutor, futures: dict[Path, Future[str]]) -> None:
+    """Let loads in flight finish within the grace period, then roll the rest back."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + rt.settings.shutdown_timeout_seconds
+    for future in futures.values():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        with contextlib.suppress(Exception):
+            future.result(timeout=remaining)
+    if any(not f.done() for f in futures.values()):
+        rt.abort.set()
+        for future in futures.values():
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)
+
+
+def _start_health(rt: Runtime, metrics: Any) -> Any:
+    from backend.health import start_health_server
+
+    token = rt.settings.health_token.get_secret_value() if rt.settings.health_token else None
+    return start_health_server(
+        rt.settings.health_host,
+        rt.settings.health_port,
+        token=token,
+        liveness=lambda: liveness(rt),
+        readiness=lambda: readiness(rt),
+        status=lambda: status_snapshot(rt),
+        metrics=metrics.render,
+    )
+
+
+def _start_housekeeping(rt: Runtime) -> Any:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from backend.retention import prune_backups
+
+    # APScheduler 3 skips runs silently with its defaults (misfire grace 1 s): be explicit.
+    job = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+    scheduler = BackgroundScheduler(daemon=True, job_defaults=job)
+    lease = rt.settings.lease_seconds
+
+    def heartbeat() -> None:
+        with rt.lock:
+            ids = [i for i in rt.in_flight.values() if i is not None]
+        with contextlib.suppress(IngestError):
+            claim.renew(rt.db, ids)
+
+    def recover() -> None:
+        with contextlib.suppress(IngestError):
+            claim.recover_stale(rt.db)
+
+    def retention() -> None:
+        settings = rt.settings
+        if settings.processed_retention_days:
+            removed = lifecycle.purge_processed(
+                settings.dropoff_base_path, settings.processed_retention_days, time.time()
+            )
+            if removed:
+                log.info("deleted old processed files", count=removed)
+        if settings.keep_versions:
+            with contextlib.suppress(IngestError):
+                prune_backups(rt.db, settings.keep_versions)
+
+    scheduler.add_job(heartbeat, "interval", seconds=max(1.0, lease / 4), id="heartbeat")
+    scheduler.add_job(recover, "interval", seconds=max(2.0, lease / 2), id="recover")
+    scheduler.add_job(retention, "interval", seconds=3600, id="retention", next_run_time=None)
+    scheduler.start()
+    scheduler.get_job("retention").modify(next_run_time=_soon())
+    return scheduler
+
+
+def _soon() -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=5)

@@ -1,0 +1,141 @@
+"""Operator views and actions on the tracking table: status, history, retry, cancel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from backend import lifecycle, tracking
+from backend.db.engine import Database
+from backend.db.schema import STATUS_PROCESSING
+from backend.errors import IngestError, NotFoundError
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value
+
+
+def db_status(db: Database, *, recent: int = 20) -> dict[str, Any]:
+    """In-flight loads with progress, the last results and the last errors, from the database."""
+    t = db.catalog.tracking
+    cols = (
+        t.c.id,
+        t.c.file_name,
+        t.c.table_name,
+        t.c.load_type,
+        t.c.status,
+        t.c.rows_done,
+        t.c.rows_estimated,
+        t.c.progress_percent,
+        t.c.rows_loaded,
+        t.c.owner,
+        t.c.created_at,
+        t.c.processed_at,
+        t.c.error_message,
+    )
+    with db.read() as conn:
+        in_flight = conn.execute(
+            sa.select(*cols).where(t.c.status == STATUS_PROCESSING).order_by(t.c.id)
+        ).all()
+        last = conn.execute(
+            sa.select(*cols).where(t.c.status != STATUS_PROCESSING).order_by(t.c.id.desc()).limit(recent)
+        ).all()
+        errors = conn.execute(
+            sa.select(*cols)
+            .where(t.c.status.in_(("error", "cancelled", "interrupted")))
+            .order_by(t.c.id.desc())
+            .limit(recent)
+        ).all()
+        counts = dict(conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all())
+    return {
+        "in_flight": [_row(r) for r in in_flight],
+        "last_results": [_row(r) for r in last],
+        "last_errors": [_row(r) for r in errors],
+        "counts": {k: int(v) for k, v in counts.items()},
+    }
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {k: _iso(v) for k, v in r._mapping.items()}
+
+
+def history(db: Database, table: str | None, limit: int = 20) -> list[dict[str, Any]]:
+    """Loads of one table (or all), newest first, with row-count and structure changes."""
+    t = db.catalog.tracking
+    query = (
+        sa.select(
+            t.c.id,
+            t.c.file_name,
+            t.c.table_name,
+            t.c.load_type,
+            t.c.status,
+            t.c.rows_loaded,
+            t.c.rows_rejected,
+            t.c.backup_version,
+            t.c.created_at,
+            t.c.processed_at,
+            t.c.error_message,
+            t.c.profile,
+        )
+        .order_by(t.c.id.desc())
+        .limit(limit)
+    )
+    if table:
+        query = query.where(t.c.table_name == table)
+    with db.read() as conn:
+        rows = [_row(r) for r in conn.execute(query)]
+    for row in rows:
+        profile = row.pop("profile", None)
+        row["fingerprint"] = json.loads(profile).get("fingerprint") if profile else None
+    # Show what changed against the previous successful load of the same table.
+    previous: dict[str, dict[str, Any]] = {}
+    for row in reversed(rows):
+        if row["status"] != "loaded":
+            continue
+        before = previous.get(row["table_name"])
+        if before is not None:
+            row["rows_change"] = (row["rows_loaded"] or 0) - (before["rows_loaded"] or 0)
+            row["structure_changed"] = row["fingerprint"] != before["fingerprint"]
+        previous[row["table_name"]] = row
+    return rows
+
+
+def request_cancel(db: Database, tracking_id: int) -> None:
+    """Ask the daemon to stop load `tracking_id` between batches (it rolls back and goes to error/)."""
+    t = db.catalog.tracking
+    with db.write() as conn:
+        changed = conn.execute(
+            sa.update(t)
+            .where(t.c.id == tracking_id, t.c.status == STATUS_PROCESSING)
+            .values(cancel_requested=True)
+        ).rowcount
+        if changed:
+            tracking.add_event(conn, db, tracking_id, "cancel_requested", {})
+    if not changed:
+        row = tracking.get(db, tracking_id)
+        if row is None:
+            raise NotFoundError(f"no load with id {tracking_id}")
+        raise IngestError(f"load {tracking_id} is not running (status {row.status})")
+
+
+def retry(db: Database | None, base: Path, target: str) -> Path:
+    """Put a file from an error/ folder back into its drop folder; returns its new path."""
+    if target.isdigit():
+        if db is None:
+            raise IngestError("a tracking id needs the database")
+        row = tracking.get(db, int(target))
+        if row is None:
+            raise NotFoundError(f"no load with id {target}")
+        if not row.moved_to or Path(row.moved_to).parent.name != lifecycle.ERROR:
+            raise IngestError(f"load {target} did not leave a file in an error/ folder (status {row.status})")
+        error_file = Path(row.moved_to)
+    else:
+        error_file = Path(target)
+    if not error_file.is_file():
+        raise NotFoundError(f"{error_file} does not exist (already retried or removed?)")
+    if error_file.parent.name != lifecycle.ERROR:
+        raise IngestError(f"{error_file} is not in an error/ folder")
+    return lifecycle.move_back_for_retry(error_file)

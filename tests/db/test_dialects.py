@@ -1,0 +1,105 @@
+"""Dialect seams: SQL Server statements compile and stay within its limits; identifiers are quoted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
+
+from backend.db.dialects import (
+    MSSQLAdapter,
+    PostgreSQLAdapter,
+    SQLiteAdapter,
+    adapter_for,
+    mssql_input_sizes,
+    text_width,
+)
+from backend.errors import ConfigError
+from backend.loader import load_file
+from backend.models import LoadRequest, LoadType
+from tests.support import make_settings, open_db, write_csv
+
+# The pyodbc dialect (qmark parameters), as production uses; building it does not import pyodbc.
+MSSQL = mssql_pyodbc.dialect(paramstyle="qmark", deprecate_large_types=True)
+
+
+class TestAdapterChoice:
+    @pytest.mark.parametrize(
+        "url,expected",
+        [
+            ("sqlite:///x.db", SQLiteAdapter),
+            ("postgresql://u@h/db", PostgreSQLAdapter),
+            ("postgresql+psycopg://u@h/db", PostgreSQLAdapter),
+            ("mssql+pyodbc://u:p@h/db?driver=ODBC+Driver+18+for+SQL+Server", MSSQLAdapter),
+        ],
+    )
+    def test_url_selects_its_adapter(self, url, expected):
+        """Each supported URL scheme maps to its dialect adapter."""
+        assert isinstance(adapter_for(url), expected)
+
+    def test_unsupported_database_is_a_config_error(self):
+        """An unsupported backend is refused at start-up with a ConfigError naming it."""
+        with pytest.raises(ConfigError, match="oracle"):
+            adapter_for("oracle://u:p@h/db")
+
+
+class TestSqlServerBatching:
+    def test_input_sizes_follow_the_longest_value_in_the_batch(self):
+        """Input sizes are the batch's longest value per column, so pyodbc never allocates NVARCHAR(MAX) per cell."""
+        rows = [[1, "ab", "x"], [2, "abcdef", ""], [3, "a", "y" * 10]]
+        assert mssql_input_sizes(rows, 3) == [(-5, 0, 0), (-9, 6, 0), (-9, 10, 0)]
+
+    def test_values_over_4000_characters_bind_as_nvarchar_max(self):
+        """A value longer than 4000 characters is bound as SQL_WLONGVARCHAR instead of being cut."""
+        rows = [[1, "a" * 4001]]
+        assert mssql_input_sizes(rows, 2) == [(-5, 0, 0), (-10, 0, 0)]
+
+    def test_staging_insert_has_one_marker_per_column(self):
+        """The staging INSERT carries one parameter per column (fast_executemany arrays), far under 2,100."""
+        adapter = MSSQLAdapter()
+        stage = adapter.stage_table(sa.MetaData(), "refdata_stage_1", [f"c{i}" for i in range(500)])
+        compiled = sa.insert(stage).compile(dialect=MSSQL)
+        assert str(compiled).count("?") == 501
+        assert stage.name.startswith("#")
+
+    def test_text_widths_round_up_and_become_max_past_4000(self):
+        """Text columns are sized to the data in steps and become NVARCHAR(MAX) past 4000 characters."""
+        adapter = MSSQLAdapter()
+        assert text_width(3) == 16 and text_width(17) == 32 and text_width(4000) == 4000
+        assert adapter.text_type(4001).compile(dialect=MSSQL) == "NVARCHAR(max)"
+        assert adapter.text_type(100).compile(dialect=MSSQL) == "NVARCHAR(128)"
+
+
+class TestEveryLoaderStatementCompilesForSqlServer:
+    def test_statements_of_a_real_load_compile_for_mssql_within_limits(self, tmp_path: Path):
+        """Every SQLAlchemy statement a fullload+append issues compiles for SQL Server, quotes hostile names, <2,100 params."""
+        settings = make_settings(tmp_path, f"sqlite:///{tmp_path}/r.db")
+        db = open_db(settings)
+        seen: list[sa.ClauseElement] = []
+
+        @sa.event.listens_for(db.engine, "before_execute")
+        def capture(conn, clauseelement, multiparams, params, execution_options):
+            if isinstance(clauseelement, sa.ClauseElement):
+                seen.append(clauseelement)
+
+        path = write_csv(tmp_path / "x]; DROP TABLE y;--.csv", [["a]; DROP TABLE x;--", "b"], ["1", "2"]])
+        load_file(db, settings, LoadRequest(path=path))
+        load_file(db, settings, LoadRequest(path=path))
+        load_file(db, settings, LoadRequest(path=path, load_type=LoadType.APPEND))
+        db.dispose()
+        assert len(seen) > 20
+        kinds = set()
+        for statement in seen:
+            compiled = statement.compile(dialect=MSSQL)
+            sql = str(compiled)
+            kinds.add(sql.split()[0])
+            assert len(compiled.params) <= 2100
+            assert "DROP TABLE" not in sql.replace("[a]]; DROP TABLE x;--]", "")  # only inside quoted names
+        assert {"INSERT", "UPDATE", "SELECT", "DELETE"} <= kinds
+
+    def test_hostile_identifier_is_bracket_quoted_with_escaping(self):
+        """A column named with a closing bracket is quoted as [a]]...] so it cannot end the identifier."""
+        table = sa.Table("t", sa.MetaData(), sa.Column("a]; DROP TABLE x;--", sa.Unicode(10)), schema="ref")
+        assert "[a]]; DROP TABLE x;--]" in str(sa.select(table).compile(dialect=MSSQL))
