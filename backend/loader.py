@@ -39,10 +39,12 @@ from backend.errors import (
     IngestError,
     RetryableError,
 )
-from backend.models import Detection, LoadRequest, LoadResult, LoadType, RaggedPolicy, TypePolicy
+from backend.models import Detection, LoadRequest, LoadResult, LoadType, TypePolicy
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
 from backend.plan import plan_table
+from backend.policies import TablePolicy, load_table_policy
 from backend.publish import publish
+from backend.quality import check_staged, profile_staged
 from backend.stage import stage_records
 
 log = structlog.get_logger(__name__)
@@ -180,8 +182,7 @@ def load_file(
         bound = bound.bind(table=table)
         tracking.record_detection(db, tracking_id, detection, table, columns)
         tracking.event(db, tracking_id, "detected", detection.to_dict())
-        policy = request.ragged_rows or settings.ragged_rows
-        type_policy = request.type_policy or settings.type_policy
+        table_policy = load_table_policy(settings.config_dir, table)
         result = _stage_and_publish(
             db,
             settings,
@@ -193,8 +194,7 @@ def load_file(
             table,
             columns,
             headers,
-            policy,
-            type_policy,
+            table_policy,
             iter_records,
             before,
         )
@@ -261,11 +261,13 @@ def _stage_and_publish(
     table: str,
     columns: tuple[str, ...],
     headers: tuple[str, ...],
-    policy: RaggedPolicy,
-    type_policy: TypePolicy,
+    table_policy: TablePolicy,
     iter_records: Callable[..., Any],
     before: os.stat_result,
 ) -> _Done:
+    # Precedence: the operator's flag, then the table's policy file, then the global setting.
+    policy = request.ragged_rows or table_policy.ragged_rows or settings.ragged_rows
+    type_policy = request.type_policy or table_policy.type_policy or settings.type_policy
     hashing = HashingReader(raw)
     records = iter_records(hashing, detection, decode_errors=settings.decode_errors)
     estimated = detection.estimated_rows
@@ -333,6 +335,18 @@ def _stage_and_publish(
                         "rejected_lines": list(staged.rejected_lines[:1000]),
                     },
                 )
+                with conn.begin():
+                    quality = check_staged(
+                        conn,
+                        db,
+                        stage,
+                        plan,
+                        table_policy,
+                        load_type=request.load_type,
+                        rows_staged=staged.rows_staged,
+                    )
+                    profile = profile_staged(conn, db, stage, plan, staged.column_types)
+                tracking.event(db, tracking_id, "validated", quality)
                 source = sa.select(stage.c._row_number, *(stage.c[c] for c in columns))
                 db.adapter.begin_write(conn)
                 try:
@@ -351,6 +365,7 @@ def _stage_and_publish(
                             "rows_rejected": staged.rows_rejected,
                             "rows_done": staged.rows_staged,
                             "file_hash": hashing.sha256.hexdigest(),
+                            "profile": tracking.to_json(profile),
                             **hooks.extra_tracking,
                         },
                     )

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from backend.db.engine import Database
 from backend.db.schema import TIMESTAMP
 from backend.errors import SchemaMismatchError
-from backend.models import ColumnKind, ColumnType, TablePlan
+from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
 from backend.naming import METADATA_COLUMNS
 
 BACKUP_COLUMNS = ("_bkp_version", "_bkp_load_id", "_bkp_at")
@@ -103,3 +103,32 @@ def needs_widening(column: sa.Column[Any], wanted: ColumnType) -> bool:
         return False
     length = getattr(column.type, "length", None)
     return length is not None and wanted.length > length
+
+
+def prepare_live(
+    conn: Connection,
+    db: Database,
+    plan: TablePlan,
+    column_types: Sequence[ColumnType],
+    load_type: LoadType,
+) -> sa.Table:
+    """Inside the publish transaction: create `ref.<table>` on a first load, else lock and widen it.
+
+    Returns the live table's current definition.
+    """
+    live = db.reflect(conn, plan.table, db.catalog.data_schema)
+    if live is None:
+        live = target_definition(db, plan, column_types)
+        live.create(conn)
+        return live
+    db.adapter.lock_for_publish(conn, live)
+    widened = False
+    for name, wanted in zip(plan.columns, column_types, strict=True):
+        if needs_widening(live.c[name], wanted):
+            db.adapter.widen_column(conn, live, name, db.adapter.text_type(wanted.length))
+            widened = True
+    if widened:
+        refreshed = db.reflect(conn, plan.table, db.catalog.data_schema)
+        if refreshed is not None:
+            live = refreshed
+    return live

@@ -22,7 +22,7 @@ from backend import faults
 from backend.db.engine import Database
 from backend.errors import RowError
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
-from backend.plan import backup_definition, data_columns, needs_widening, target_definition
+from backend.plan import backup_definition, data_columns, prepare_live
 from backend.tracking import add_event, to_json, upsert_reference_cfg, utcnow
 
 
@@ -52,15 +52,7 @@ def publish(
     `conn` must already be inside the write transaction (`Database.write`); the caller commits.
     """
     schema = db.catalog.data_schema
-    live = db.reflect(conn, plan.table, schema)
-    if live is None:
-        live = target_definition(db, plan, column_types)
-        live.create(conn)
-    else:
-        db.adapter.lock_for_publish(conn, live)
-        _widen(conn, db, live, plan, column_types)
-        refreshed = db.reflect(conn, plan.table, schema)
-        live = refreshed if refreshed is not None else live
+    live = prepare_live(conn, db, plan, column_types, load_type)
     now = utcnow()
     backup_version = None
     if load_type is LoadType.FULLLOAD:
@@ -156,15 +148,6 @@ def ensure_backup_table(conn: Connection, db: Database, live: sa.Table) -> sa.Ta
             db.adapter.widen_column(conn, backup, column.name, column.type)
     refreshed = db.reflect(conn, live.name, db.catalog.backup_schema)
     return refreshed if refreshed is not None else backup
-
-
-def _widen(
-    conn: Connection, db: Database, live: sa.Table, plan: TablePlan, types: Sequence[ColumnType]
-) -> None:
-    for name, wanted in zip(plan.columns, types, strict=True):
-        column = live.c[name]
-        if needs_widening(column, wanted):
-            db.adapter.widen_column(conn, live, name, db.adapter.text_type(wanted.length))
 
 
 def _convert(

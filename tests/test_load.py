@@ -256,7 +256,7 @@ class TestTracking:
                 r.event
                 for r in conn.execute(sa.select(events.c.event).where(events.c.tracking_id == row["id"]))
             ]
-        assert names == ["started", "detected", "staged", "published"]
+        assert names == ["started", "detected", "staged", "validated", "published"]
 
     def test_non_reference_load_writes_no_reference_cfg(self, env, tmp_path):
         """--no-reference loads write no Reference_Data_Cfg row."""
