@@ -402,7 +402,12 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
                 rt.watcher_alive = False
                 metrics.watcher_restarts.inc()
                 log.warning("filesystem watcher stopped; rescanning and restarting it")
-                watcher.restart()
+                try:
+                    lifecycle.ensure_directories(base)
+                    watcher.restart()
+                except (OSError, IngestError) as exc:
+                    # The share may be unmounted: carry on with rescans until it returns.
+                    log.warning("watcher restart failed; rescans only for now", error=str(exc))
             rt.watcher_alive = watcher is None or watcher.alive
             if watcher is not None:
                 watcher.drain_hints()

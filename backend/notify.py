@@ -1,0 +1,107 @@
+"""systemd's sd_notify protocol: tell the service manager we are ready, alive or stopping.
+
+The manager passes a datagram socket in ``NOTIFY_SOCKET`` (a path, or an abstract socket
+written with a leading ``@``). Without it, e.g. run by hand or on Windows, every call is a
+no-op. Ping the watchdog from the main loop, never from a side thread: a stuck loop must
+stop the pings so that systemd restarts the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class Notifier:
+    """Sends state lines ("READY=1", "WATCHDOG=1", ...) to the service manager."""
+
+    def __init__(self, address: str | None) -> None:
+        self._address = address or None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Notifier:
+        """A notifier for ``NOTIFY_SOCKET`` (no-op when it is unset)."""
+        env = os.environ if environ is None else environ
+        return cls(env.get("NOTIFY_SOCKET"))
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def notify(self, *assignments: str) -> bool:
+        """Send the assignments as one datagram; False if disabled or the send failed.
+
+        A failed notification is logged and swallowed: it must never stop the daemon.
+        """
+        if self._address is None or not assignments:
+            return False
+        address = "\0" + self._address[1:] if self._address.startswith("@") else self._address
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.connect(address)
+                sock.sendall("\n".join(assignments).encode("utf-8"))
+        except OSError as exc:
+            log.warning("sd_notify failed", error=exc.strerror or type(exc).__name__)
+            return False
+        return True
+
+    def ready(self, status: str | None = None) -> bool:
+        """Start-up finished: the unit leaves "activating"."""
+        return self.notify("READY=1", *([_status_line(status)] if status else []))
+
+    def watchdog(self) -> bool:
+        """Still alive (send at least every `watchdog_interval_seconds()`)."""
+        return self.notify("WATCHDOG=1")
+
+    def stopping(self, status: str | None = None) -> bool:
+        """Shutdown started."""
+        return self.notify("STOPPING=1", *([_status_line(status)] if status else []))
+
+    def status(self, text: str) -> bool:
+        """One line shown by ``systemctl status``."""
+        return self.notify(_status_line(text))
+
+
+def ready(status: str | None = None) -> bool:
+    """READY=1 to ``NOTIFY_SOCKET`` (no-op without it)."""
+    return Notifier.from_environment().ready(status)
+
+
+def watchdog() -> bool:
+    """WATCHDOG=1 to ``NOTIFY_SOCKET`` (no-op without it)."""
+    return Notifier.from_environment().watchdog()
+
+
+def stopping(status: str | None = None) -> bool:
+    """STOPPING=1 to ``NOTIFY_SOCKET`` (no-op without it)."""
+    return Notifier.from_environment().stopping(status)
+
+
+def status(text: str) -> bool:
+    """STATUS=<text> to ``NOTIFY_SOCKET`` (no-op without it)."""
+    return Notifier.from_environment().status(text)
+
+
+def _status_line(text: str) -> str:
+    return "STATUS=" + " ".join(text.split())
+
+
+def watchdog_interval_seconds(environ: Mapping[str, str] | None = None) -> float | None:
+    """How often to send WATCHDOG=1: half of ``WATCHDOG_USEC``, or None when not enabled.
+
+    ``WATCHDOG_PID``, when set, must be this process (a child must not ping for its parent).
+    """
+    env = os.environ if environ is None else environ
+    pid = env.get("WATCHDOG_PID")
+    if pid and pid.strip() != str(os.getpid()):
+        return None
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    return usec / 2 / 1_000_000 if usec > 0 else None
