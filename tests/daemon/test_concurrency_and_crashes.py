@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ def append_file(n: int, rows: int) -> str:
     return "batch,seq,payload\n" + "".join(f"{n},{i},{'x' * 20}\n" for i in range(rows))
 
 
+def stream_name(n: int) -> str:
+    """stream_<date>.csv: the date stamp is stripped, so every file goes to table `stream`."""
+    return f"stream_{date(2024, 1, 1) + timedelta(days=n):%Y%m%d}.csv"
+
+
 def check_invariants(d: Daemon, folder: Path, expected: dict[str, int]) -> None:
     """Each file processed exactly once; the append table holds each file's rows exactly once."""
     processed = data_files(folder, "processed")
@@ -25,9 +31,7 @@ def check_invariants(d: Daemon, folder: Path, expected: dict[str, int]) -> None:
     names = sorted(p.name.split("_", 2)[2] for p in processed)
     assert names == sorted(expected), names
     counts = dict(query(d.url, d.root, "SELECT batch, COUNT(*) FROM ref.stream GROUP BY batch"))
-    assert {int(k): int(v) for k, v in counts.items()} == {
-        int(name.split("_")[1].split(".")[0]): rows for name, rows in expected.items()
-    }
+    assert {int(k): int(v) for k, v in counts.items()} == {n: rows for n, (name, rows) in enumerate(expected.items())}
     stuck = query(d.url, d.root, "SELECT COUNT(*) FROM ref.\"File_Monitor_Tracking\" WHERE status = 'processing'")
     assert stuck[0][0] == 0
 
@@ -43,7 +47,7 @@ class TestTwoDaemons:
             folder = a.folder("noref", "append")
             expected = {}
             for n in range(20):
-                name = f"stream_{n}.csv"
+                name = stream_name(n)
                 drop(folder / name, append_file(n, 50))
                 expected[name] = 50
             wait_for(lambda: len(data_files(folder, "processed")) == 20, 90, what="20 files processed")
@@ -69,8 +73,8 @@ class TestKillNine:
             for i in range(3):
                 n = round_ * 3 + i
                 rows = rng.choice([10, 2000, 8000])
-                drop(folder / f"stream_{n}.csv", append_file(n, rows))
-                expected[f"stream_{n}.csv"] = rows
+                drop(folder / stream_name(n), append_file(n, rows))
+                expected[stream_name(n)] = rows
             time.sleep(rng.uniform(0.3, 2.0))
             d.kill9()
         final = Daemon(tmp_path, db_url, {"WORKERS": "2"}, name="final").start()

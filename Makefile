@@ -1,0 +1,59 @@
+# Developer entry points; `make help` lists them. `make test` is the command CI runs (.ci/run) and
+# must pass on a fresh clone with no manual step, so every target sets up what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The interpreter .venv is created from (needs >= 3.11): make setup PYTHON=python3.12
+PYTHON ?= python3
+export PYTHON
+VENV := .venv
+PY := $(VENV)/bin/python
+# Extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS="-x -k ingest". `make test` sets
+# REQUIRE_POSTGRES=1, so a selection without PostgreSQL tests fails; run .venv/bin/pytest for those.
+PYTEST_ARGS ?=
+
+# Targets that call the CLI fail with a plain message until backend/cli.py exists.
+need_cli = @test -f backend/cli.py || { echo "make $@: backend/cli.py does not exist yet" >&2; exit 1; }
+
+.PHONY: help deps setup run demo test lint typecheck bench clean
+
+help: ## List the targets
+	@echo "Targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Create .venv (python3 -m venv) and pip install requirements-dev.txt when it changed
+	@bash scripts/bootstrap.sh python-env
+
+setup: deps ## deps, then create the dropoff folders and the database tables (idempotent)
+	@if [ -f setup_directories.py ]; then $(PY) setup_directories.py; fi
+	@if [ -f backend/cli.py ]; then $(PY) -m backend init-db; fi
+
+run: setup ## Run the daemon in the foreground on the embedded SQLite default (Ctrl-C stops)
+	$(need_cli)
+	$(PY) -m backend run
+
+demo: setup ## Drop examples/*.csv into the fullload folder, load them once, print the status
+	$(need_cli)
+	mkdir -p dropoff/reference_data_table/fullload
+	cp examples/*.csv dropoff/reference_data_table/fullload/
+	$(PY) -m backend run --until-idle
+	$(PY) -m backend status
+
+test: setup ## Run all tests; starts a throwaway PostgreSQL (installed with apt-get if missing and root)
+	@bash scripts/bootstrap.sh system-packages
+	REQUIRE_POSTGRES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: deps ## ruff check + ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: deps ## mypy, strict on backend/
+	$(VENV)/bin/mypy
+
+bench: deps ## Run the benchmarks (bench/run) if they exist
+	@if [ -f bench/run ]; then PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bench/run; \
+	else echo "make bench: there is no bench/run yet"; fi
+
+clean: ## Remove caches and build output (keeps .venv, data/ and dropoff/)
+	rm -rf .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info bench/out
+	find . -path ./.venv -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
