@@ -107,6 +107,8 @@ class Detection:
     quotechar: str | None = '"'
     escapechar: str | None = None
     doublequote: bool = True
+    #: Spaces right after a delimiter are padding, not data (``a, b``).
+    skipinitialspace: bool = False
     line_terminator: str = "\n"
     encoding_confidence: float = 1.0
     bom: bool = False
@@ -128,6 +130,7 @@ class Detection:
             "quotechar": self.quotechar,
             "escapechar": self.escapechar,
             "doublequote": self.doublequote,
+            "skipinitialspace": self.skipinitialspace,
             "line_terminator": self.line_terminator,
             "skip_rows": self.skip_rows,
             "header_rows": self.header_rows,

@@ -1,0 +1,200 @@
+"""Stream a detected file as records: preamble, header, blank lines and trailer left out.
+
+The bytes are decoded incrementally in 1 MiB chunks (so an undecodable byte is reported with
+its exact offset and line, even when the source is a non-seekable stream), split into physical
+lines the way the csv module expects (``\\n``, ``\\r\\n`` and ``\\r`` all end a line) and parsed
+by the C csv reader. Memory stays bounded by one chunk, the longest record and the trailer
+look-ahead. Values are exactly as written: no stripping, no NA guessing; ragged rows are
+yielded as they are (the loader applies the ragged-rows policy).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from backend.detection.encoding import BOMS
+from backend.errors import DetectionError
+from backend.models import Detection, Record
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def reader_options(detection: Detection) -> dict[str, Any]:
+    """Keyword arguments for `csv.reader` that read the file as `detection` describes it."""
+    options: dict[str, Any] = {
+        "delimiter": detection.delimiter,
+        "doublequote": detection.doublequote,
+        "escapechar": detection.escapechar,
+        # A Detection without skipinitialspace (older models.py) keeps padding in the values.
+        "skipinitialspace": bool(getattr(detection, "skipinitialspace", False)),
+        "strict": False,
+    }
+    if detection.quotechar is None:
+        options["quoting"] = csv.QUOTE_NONE
+    else:
+        options["quotechar"] = detection.quotechar
+    return options
+
+
+def _bom_length(detection: Detection) -> int:
+    if not detection.bom:
+        return 0
+    wanted = codecs.lookup(detection.encoding).name
+    for bom, encoding in BOMS:
+        if codecs.lookup(encoding).name == wanted:
+            return len(bom)
+    return 0
+
+
+def iter_records(
+    path: Path | IO[bytes], detection: Detection, *, decode_errors: str = "strict"
+) -> Iterator[Record]:
+    """Yield the data records of a file as `detection` describes them.
+
+    Args:
+        path: the file, or a binary stream positioned at its first byte (it is not closed).
+        detection: the result of `detect` (encoding, dialect, skip/header/trailer rows).
+        decode_errors: "strict" raises on undecodable bytes, "replace" puts U+FFFD.
+
+    Yields:
+        Record(number, line, values): `number` counts data rows from 1, `line` is the
+        physical line (1-based) where the record starts.
+
+    Raises:
+        DetectionError: undecodable bytes (strict), naming line and byte offset, or a record
+            the csv reader cannot parse (e.g. a field past the csv field size limit).
+    """
+    # Opened here, inside the generator, so that a generator never started holds no file.
+    name: Path | None = None
+    if isinstance(path, (str, Path)):
+        name = Path(path)
+        raw: IO[bytes] = open(name, "rb")  # noqa: SIM115 - closed in the finally below
+    else:
+        raw = path
+    own = name is not None
+    try:
+        encoding = "utf-8" if detection.encoding == "utf-8-sig" else detection.encoding
+        source = _Lines(raw, encoding, decode_errors, _bom_length(detection), detection.encoding, name)
+        # Chunks arrive as StringIO objects; chain() hands their lines to the csv reader in C.
+        lines = itertools.chain.from_iterable(source.chunks())
+        line_offset = detection.skip_rows
+        for _ in range(line_offset):
+            if next(lines, None) is None:
+                return
+        reader = csv.reader(lines, **reader_options(detection))
+        try:
+            yield from _records(reader, detection, line_offset)
+        except csv.Error as exc:
+            line = reader.line_num + line_offset
+            raise DetectionError(
+                f"line {line}: {exc} (an unbalanced quote?)", path=name, rows=(line,), details={"line": line}
+            ) from None
+    finally:
+        if own:
+            raw.close()
+
+
+def _records(reader: Any, detection: Detection, line_offset: int) -> Iterator[Record]:
+    previous = 0
+    header_left = detection.header_rows
+    if header_left:
+        for values in reader:
+            previous = reader.line_num
+            if values:
+                header_left -= 1
+                if not header_left:
+                    break
+        if header_left:
+            return
+    number = 0
+    trailer = detection.trailer_rows
+    if trailer:
+        pending: deque[tuple[int, list[str]]] = deque()
+        for values in reader:
+            start = previous + 1 + line_offset
+            previous = reader.line_num
+            if values:
+                pending.append((start, values))
+                if len(pending) > trailer:
+                    start, values = pending.popleft()
+                    number += 1
+                    yield Record(number, start, values)
+        return
+    # The hot loop: one C-parsed row in, one Record out.
+    for values in reader:
+        start = previous + 1
+        previous = reader.line_num
+        if values:
+            number += 1
+            yield Record(number, start + line_offset, values)
+
+
+class _Lines:
+    """Physical lines of a binary stream, decoded chunk by chunk, tracking byte offsets."""
+
+    def __init__(
+        self, raw: IO[bytes], encoding: str, errors: str, bom: int, shown: str, path: Path | None
+    ) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors)
+        self._bom = bom
+        self._shown = shown
+        self._path = path
+        self._offset = 0  # bytes consumed from the stream
+        self._breaks = 0  # line breaks in the text decoded so far (for error messages)
+        self._after_cr = False
+
+    def chunks(self) -> Iterator[io.StringIO]:
+        """The text as StringIO objects of whole lines (the last may lack its line break)."""
+        raw = self._raw
+        if self._bom:
+            self._offset += len(raw.read(self._bom))
+        carry = ""
+        while True:
+            chunk = raw.read(CHUNK_BYTES)
+            text = carry + self._decode(chunk)
+            if chunk:
+                # Keep the partial last line (and a final "\r" that may start "\r\n") for later.
+                cut = max(text.rfind("\n"), text.rfind("\r"))
+                if cut == len(text) - 1 and text[cut] == "\r":
+                    cut = max(text.rfind("\n", 0, cut), text.rfind("\r", 0, cut))
+                carry = text[cut + 1 :]
+                text = text[: cut + 1]
+            yield io.StringIO(text, newline="")
+            if not chunk:
+                return
+
+    def _decode(self, chunk: bytes) -> str:
+        pending = len(self._decoder.getstate()[0])
+        try:
+            text = self._decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            good = exc.object[: exc.start]
+            before = good.decode(exc.encoding, errors="replace") if good else ""
+            line = self._breaks + self._count_breaks(before) + 1
+            offset = self._offset - pending + exc.start
+            raise DetectionError(
+                f"line {line}: bytes at offset {offset} cannot be decoded as {self._shown} "
+                f"(byte 0x{exc.object[exc.start]:02x})",
+                path=self._path,
+                rows=(line,),
+                details={"offset": offset, "line": line},
+            ) from None
+        self._offset += len(chunk)
+        self._breaks += self._count_breaks(text)
+        return text
+
+    def _count_breaks(self, text: str) -> int:
+        count = text.count("\n") + text.count("\r") - text.count("\r\n")
+        if self._after_cr and text.startswith("\n"):
+            count -= 1
+        if text:
+            self._after_cr = text.endswith("\r")
+        return count

@@ -1,0 +1,1 @@
+"""Tests of the detection stage (encoding, dialect, layout, header, types, report)."""
