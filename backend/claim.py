@@ -105,7 +105,10 @@ def claim(db: Database, request: LoadRequest, table: str, size: int, mtime: floa
             recover_row(db, holder.id, "owner stopped while loading")
             continue
         same_file = holder.file_path == str(request.path) and holder.moved_to is None
-        return AlreadyLoaded(holder, recovered=same_file and not alive)
+        if same_file and alive:
+            # Its owner loaded this very file and is about to move it: not ours to touch.
+            return HeldElsewhere(holder)
+        return AlreadyLoaded(holder, recovered=same_file)
     raise DatabaseUnavailableError(f"{request.path.name}: claim kept changing hands; will try again")
 
 

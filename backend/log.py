@@ -40,17 +40,16 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    console_renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    json_processors: list[Any] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    console_processors: list[Any] = (
+        json_processors if fmt == "json" else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     )
     handlers: list[logging.Handler] = []
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, console_renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *console_processors],
         )
     )
     handlers.append(console)
@@ -62,11 +61,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
         rotating.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=shared,
-                processors=[
-                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.dict_tracebacks,
-                    structlog.processors.JSONRenderer(),
-                ],
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *json_processors],
             )
         )
         handlers.append(rotating)

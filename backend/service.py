@@ -113,7 +113,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> str:
             )
             return "held"
         if isinstance(outcome, claim.AlreadyLoaded):
-            return _already_loaded(rt, path, folder, request, table, outcome)
+            return _already_loaded(rt, path, folder, request, table, size, outcome)
         tracking_id = outcome.tracking_id
         with rt.lock:
             rt.in_flight[path] = tracking_id
@@ -170,7 +170,13 @@ def process_file(rt: Runtime, ready: ReadyFile) -> str:
 
 
 def _already_loaded(
-    rt: Runtime, path: Path, folder: Path, request: LoadRequest, table: str, outcome: claim.AlreadyLoaded
+    rt: Runtime,
+    path: Path,
+    folder: Path,
+    request: LoadRequest,
+    table: str,
+    size: int,
+    outcome: claim.AlreadyLoaded,
 ) -> str:
     db = rt.db
     holder = outcome.holder
@@ -182,7 +188,7 @@ def _already_loaded(
             "moved a file whose load had committed before a restart", file=path.name, tracking_id=holder.id
         )
         return "loaded"
-    duplicate_id = tracking.start(db, request, table=table, size=request.path.stat().st_size, mtime=None)
+    duplicate_id = tracking.start(db, request, table=table, size=size, mtime=None)
     tracking.update(
         db,
         duplicate_id,

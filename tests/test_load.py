@@ -45,7 +45,7 @@ class TestRoundTrip:
         "name,delimiter,encoding",
         [
             ("countries.csv", ",", "utf-8"),
-            ("currencies.csv", ",", "utf-8"),
+            ("currencies.csv", ",", "utf-8-sig"),
             ("airports.tsv", "\t", "utf-8"),
             ("cost_centres_20240131.csv", ";", "cp1252"),
         ],

@@ -4,9 +4,15 @@ Everything else (DDL, publish statements, tracking) is SQLAlchemy Core and compi
 three. An adapter answers four questions: how to connect, what a text/typed column is, how to
 send a batch of rows fast, and how to take the publish lock.
 
-- SQLite: schemas are attached database files next to the main one (``refdata.ref.db``); the
-  journal stays in rollback mode because WAL does not make a transaction atomic across attached
-  files. Bulk path: ``executemany`` inside one transaction.
+- SQLite: schemas are attached database files next to the main one (``refdata.ref.db``), in
+  WAL mode. Rollback-journal mode would make a transaction atomic across the attached files, but
+  its per-file SHARED/EXCLUSIVE locks deadlock between a committing writer and a reader that
+  holds one file and waits for another (seen with two daemons on one database). In WAL mode
+  readers never block writers. What WAL gives up is atomicity *across* files on a crash: SQLite
+  commits attached files one after the other, so ``bkp`` is attached before ``ref`` and commits
+  first; a crash in between leaves at worst an extra backup version of the unchanged live rows,
+  never new live rows without their backup. The data, its tracking row and its audit events all
+  live in ``ref`` and commit together. Bulk path: ``executemany`` inside one transaction.
 - PostgreSQL (psycopg 3): bulk path is ``COPY ... FROM STDIN``.
 - SQL Server (pyodbc): ``fast_executemany`` with explicit input sizes per batch, so
   NVARCHAR(MAX) cannot make pyodbc allocate 2 GB per cell, and lengths are checked before
@@ -69,6 +75,8 @@ class DialectAdapter(Protocol):
 
     def begin_write(self, conn: Connection) -> None: ...
 
+    def serialize_publish(self, conn: Connection, schema: str, table: str) -> None: ...
+
     def widen_column(
         self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
     ) -> None: ...
@@ -119,6 +127,12 @@ class _Base:
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
         """Serialise publishers of one table; readers keep seeing the committed rows."""
 
+    def serialize_publish(self, conn: Connection, schema: str, table: str) -> None:
+        """Take a transaction-scoped lock named after the table (whether or not it exists yet).
+
+        SQLite needs none: BEGIN IMMEDIATE already admits one writer at a time.
+        """
+
     def begin_write(self, conn: Connection) -> None:
         conn.begin()
 
@@ -158,7 +172,8 @@ class SQLiteAdapter(_Base):
         in_memory = database in ("", ":memory:")
         if not in_memory:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        schemas = (settings.data_schema, settings.backup_schema)
+        # Backup schema first: it is committed first (see the module docstring).
+        schemas = (settings.backup_schema, settings.data_schema)
         engine = sa.create_engine(
             url,
             pool_pre_ping=True,
@@ -176,6 +191,13 @@ class SQLiteAdapter(_Base):
                 target = ":memory:" if in_memory else str(Path(database).with_suffix(f".{schema}.db"))
                 cur.execute("ATTACH DATABASE ? AS " + _sqlite_quote(schema), (target,))
             cur.execute("PRAGMA busy_timeout = 60000")
+            if not in_memory:
+                for schema in ("main", *schemas):
+                    quoted = _sqlite_quote(schema)
+                    if cur.execute(f"PRAGMA {quoted}.journal_mode").fetchone()[0].lower() != "wal":
+                        cur.execute(f"PRAGMA {quoted}.journal_mode = WAL")
+                    # FULL: a commit is on disk before the file is moved to processed/.
+                    cur.execute(f"PRAGMA {quoted}.synchronous = FULL")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -246,6 +268,13 @@ class PostgreSQLAdapter(_Base):
             for row in rows:
                 write_row(row)
 
+    def serialize_publish(self, conn: Connection, schema: str, table: str) -> None:
+        # An advisory lock, released at commit or rollback, also covers a table not created yet.
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+            {"name": f"refdata:{schema}.{table}"},
+        )
+
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
         # EXCLUSIVE blocks other writers but not plain SELECTs: readers see the old rows until commit.
         conn.exec_driver_sql(
@@ -310,6 +339,17 @@ class MSSQLAdapter(_Base):
             cursor.executemany(self._insert_sql(conn, table), rows)
         finally:
             cursor.close()
+
+    def serialize_publish(self, conn: Connection, schema: str, table: str) -> None:
+        # An application lock owned by the transaction, released at commit or rollback.
+        conn.execute(
+            sa.text(
+                "DECLARE @rc int; EXEC @rc = sp_getapplock @Resource = :name, @LockMode = 'Exclusive', "
+                "@LockOwner = 'Transaction', @LockTimeout = 600000; "
+                "IF @rc < 0 THROW 51000, 'could not take the publish lock', 1;"
+            ),
+            {"name": f"refdata:{schema}.{table}"},
+        )
 
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
         # An update lock on the table serialises publishers; readers under READ COMMITTED wait
