@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
     st = with_db(sub.add_parser("status", help="what is in flight, waiting, and the last results"))
     st.add_argument("--json", action="store_true")
+    prof = with_db(sub.add_parser("profile", help="what a load contained, per column"))
+    prof.add_argument("table")
+    prof.add_argument("--load", type=int, default=None, help="load id (default: the last successful load)")
+    prof.add_argument("--json", action="store_true")
     hist = with_db(sub.add_parser("history", help="loads of one table or all tables"))
     hist.add_argument("table", nargs="?")
     hist.add_argument("--limit", type=int, default=20)
@@ -190,10 +194,43 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
 
     detection = detect(args.file, settings)
     columns = normalize_columns(header_names(detection), adapter_for(settings.url).max_identifier_length)
+    schema = _schema_report(settings, args.table, columns) if args.table else None
     if args.json:
-        print(json.dumps({**detection.to_dict(), "columns": list(columns)}, ensure_ascii=False, indent=2))
+        extra = {"schema_report": schema.to_dict()} if schema is not None else {}
+        print(
+            json.dumps(
+                {**detection.to_dict(), "columns": list(columns), **extra}, ensure_ascii=False, indent=2
+            )
+        )
     else:
         print(format_detection(detection, columns))
+        if schema is not None:
+            print(f"schema vs {settings.data_schema}.{schema.table}: {schema.describe()}")
+    return EXIT_OK
+
+
+def _schema_report(settings: Settings, table: str, columns: tuple[str, ...]) -> Any:
+    from backend.evolve import schema_report_for
+
+    db = _db(settings)
+    try:
+        return schema_report_for(db, table, columns)
+    finally:
+        db.dispose()
+
+
+def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.profile_view import format_profile, read_profile
+
+    db = _db(settings)
+    try:
+        entry = read_profile(db, args.table, args.load)
+    finally:
+        db.dispose()
+    if args.json:
+        print(json.dumps(entry, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(format_profile(entry))
     return EXIT_OK
 
 
@@ -320,7 +357,7 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in rows:
         change = f" ({r['rows_change']:+d})" if r.get("rows_change") is not None else ""
-        drift = " structure changed" if r.get("structure_changed") else ""
+        drift = f" structure changed (was {r['previous_fingerprint']})" if r.get("structure_changed") else ""
         version = f" bkp v{r['backup_version']}" if r.get("backup_version") else ""
         print(
             f"#{r['id']:<6} {r['created_at']} {r['status']:<11} {r['load_type']:<8} {r['table_name']}"
@@ -364,6 +401,7 @@ _COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
     "history": cmd_history,
+    "profile": cmd_profile,
     "retry": cmd_retry,
     "cancel": cmd_cancel,
 }

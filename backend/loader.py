@@ -38,13 +38,16 @@ from backend.errors import (
     FileRejectedError,
     IngestError,
     RetryableError,
+    SchemaMismatchError,
+    ValidationFailedError,
 )
 from backend.models import Detection, LoadRequest, LoadResult, LoadType, TypePolicy
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
-from backend.plan import plan_table
+from backend.plan import plan_table, record_schema
 from backend.policies import TablePolicy, load_table_policy
+from backend.profile import ProfileObserver
 from backend.publish import publish
-from backend.quality import check_staged, profile_staged
+from backend.quality import check_staged, profile_staged, record_failure
 from backend.stage import stage_records
 
 log = structlog.get_logger(__name__)
@@ -288,14 +291,30 @@ def _stage_and_publish(
         from backend.detection.types import TypeTracker
 
         types = TypeTracker(len(columns), date_order=settings.date_order)
+    # The profile is gathered while rows stream into staging (it wraps the type tracker).
+    observer = ProfileObserver(len(columns), types)
     batch_rows = _batch_rows(settings, detection)
     rejects_path = settings.data_dir / "rejects" / f"{tracking_id}_{request.path.name}.rejects.csv"
     try:
         with db.engine.connect() as conn:
             stage = db.adapter.stage_table(sa.MetaData(), f"refdata_stage_{tracking_id}", columns)
             try:
-                with conn.begin():
-                    plan = plan_table(conn, db, table, columns, headers, detection.column_types)
+                try:
+                    with conn.begin():
+                        plan = plan_table(
+                            conn,
+                            db,
+                            table,
+                            columns,
+                            headers,
+                            detection.column_types,
+                            table_policy,
+                            request.load_type,
+                        )
+                except SchemaMismatchError as exc:
+                    record_schema(db, tracking_id, exc.details)
+                    raise
+                record_schema(db, tracking_id, plan.schema_details())
                 # The staging transaction touches only the connection's temporary table.
                 with conn.begin():
                     staged = stage_records(
@@ -307,7 +326,7 @@ def _stage_and_publish(
                         policy=policy,
                         delimiter=detection.delimiter,
                         batch_rows=batch_rows,
-                        types=types,
+                        types=observer,
                         on_batch=on_batch,
                         rejects_path=rejects_path,
                     )
@@ -335,18 +354,27 @@ def _stage_and_publish(
                         "rejected_lines": list(staged.rejected_lines[:1000]),
                     },
                 )
-                with conn.begin():
-                    quality = check_staged(
-                        conn,
-                        db,
-                        stage,
-                        plan,
-                        table_policy,
-                        load_type=request.load_type,
-                        rows_staged=staged.rows_staged,
-                    )
-                    profile = profile_staged(conn, db, stage, plan, staged.column_types)
-                tracking.event(db, tracking_id, "validated", quality)
+                try:
+                    with conn.begin():
+                        profile = profile_staged(
+                            conn, db, stage, plan, staged.column_types, observer, table_policy
+                        )
+                        quality = check_staged(
+                            conn,
+                            db,
+                            stage,
+                            plan,
+                            table_policy,
+                            load_type=request.load_type,
+                            rows_staged=staged.rows_staged,
+                            column_types=staged.column_types,
+                            profile=profile,
+                            load_id=tracking_id,
+                        )
+                except ValidationFailedError as exc:
+                    record_failure(db, tracking_id, exc)
+                    raise
+                tracking.event(db, tracking_id, "validated", quality.report)
                 source = sa.select(stage.c._row_number, *(stage.c[c] for c in columns))
                 db.adapter.begin_write(conn)
                 try:
@@ -358,14 +386,14 @@ def _stage_and_publish(
                         load_type=request.load_type,
                         tracking_id=tracking_id,
                         expected_rows=staged.rows_staged,
-                        column_types=staged.column_types,
+                        column_types=quality.column_types,
                         is_reference=request.is_reference,
                         tracking_values={
                             "rows_read": staged.rows_read,
                             "rows_rejected": staged.rows_rejected,
                             "rows_done": staged.rows_staged,
                             "file_hash": hashing.sha256.hexdigest(),
-                            "profile": tracking.to_json(profile),
+                            "profile": tracking.to_json(quality.profile),
                             **hooks.extra_tracking,
                         },
                     )

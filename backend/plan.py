@@ -1,20 +1,57 @@
-"""Decide the target table: its name, columns, and whether the file fits an existing table."""
+"""Decide the target table: its name, columns, and whether (and how) the file fits an existing table.
+
+`plan_table` runs before staging and only reads: it compares the file's columns with the table
+(`evolve.analyze_schema`) and applies the table's schema-evolution policy (`evolve.decide`).
+`prepare_live` and `evolve_live` run inside the publish transaction and make the DDL happen.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from backend import tracking
 from backend.db.engine import Database
 from backend.db.schema import TIMESTAMP
 from backend.errors import SchemaMismatchError
+from backend.evolve import (
+    Evolution,
+    SchemaReport,
+    add_column,
+    align_backup,
+    analyze_schema,
+    decide,
+    definition_of,
+    fits,
+)
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
 from backend.naming import METADATA_COLUMNS
+from backend.policies import TablePolicy
 
 BACKUP_COLUMNS = ("_bkp_version", "_bkp_load_id", "_bkp_at")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaPlan(TablePlan):
+    """A TablePlan that also carries the schema comparison and the evolution decision.
+
+    `columns` are the columns the load writes (for ``ignore_extra`` the file's columns minus the
+    ignored ones); `file_columns` are all the file's columns, in the order `column_types` follows.
+    """
+
+    file_columns: tuple[str, ...] = ()
+    report: SchemaReport | None = None
+    evolution: Evolution | None = None
+
+    def schema_details(self) -> dict[str, Any]:
+        return {
+            "schema_report": self.report.to_dict() if self.report else None,
+            "evolution": self.evolution.to_dict() if self.evolution else None,
+        }
 
 
 def metadata_columns() -> list[sa.Column[Any]]:
@@ -33,17 +70,6 @@ def data_columns(table: sa.Table) -> list[str]:
     return [c.name for c in table.columns if c.name not in skip]
 
 
-def schema_report(existing: Sequence[str], incoming: Sequence[str]) -> dict[str, Any]:
-    """Match percentage, missing and extra columns between a table and a file."""
-    have, want = set(existing), set(incoming)
-    union = have | want
-    return {
-        "match_percent": round(100.0 * len(have & want) / len(union), 1) if union else 100.0,
-        "missing": [c for c in existing if c not in want],
-        "extra": [c for c in incoming if c not in have],
-    }
-
-
 def plan_table(
     conn: Connection,
     db: Database,
@@ -51,34 +77,59 @@ def plan_table(
     columns: tuple[str, ...],
     headers: tuple[str, ...],
     column_types: tuple[ColumnType, ...],
-) -> TablePlan:
-    """Check the file's columns against `ref.<table>` (if it exists) and describe the target."""
-    existing = db.reflect(conn, table, db.catalog.data_schema)
-    if existing is not None:
-        current = data_columns(existing)
-        report = schema_report(current, columns)
-        if report["missing"] or report["extra"]:
-            raise SchemaMismatchError(
-                f"columns do not match table {db.catalog.data_schema}.{table} "
-                f"({report['match_percent']}% match; missing from file: {report['missing'] or 'none'}; "
-                f"not in table: {report['extra'] or 'none'})",
-                details={"schema_report": report},
-            )
-    return TablePlan(
-        table=table, columns=columns, headers=headers, column_types=column_types, exists=existing is not None
+    policy: TablePolicy | None = None,
+    load_type: LoadType = LoadType.FULLLOAD,
+) -> SchemaPlan:
+    """Compare the file's columns with ``ref.<table>`` (if it exists) and decide what the load does.
+
+    Raises:
+        SchemaMismatchError: the columns differ and the policy does not allow it; ``details`` hold
+            ``schema_report`` and ``evolution`` for the tracking row.
+    """
+    policy = policy or TablePolicy(table=table)
+    report = analyze_schema(conn, db, table, columns)
+    evolution = decide(report, policy.evolution_for(load_type), load_type)
+    if evolution.action == "fail":
+        raise SchemaMismatchError(
+            evolution.reason
+            + (f" (schema_evolution: {evolution.policy.value}; see config/tables/{table}.yaml)"),
+            details={"schema_report": report.to_dict(), "evolution": evolution.to_dict()},
+        )
+    loaded = tuple(c for c in columns if c not in set(evolution.ignore))
+    return SchemaPlan(
+        table=table,
+        columns=loaded,
+        headers=headers,
+        column_types=column_types,
+        exists=report.exists,
+        file_columns=columns,
+        report=report,
+        evolution=evolution,
     )
+
+
+def record_schema(db: Database, tracking_id: int, details: dict[str, Any]) -> None:
+    """Store the schema report in the tracking row; an audit event when the columns differ."""
+    report, evolution = details.get("schema_report"), details.get("evolution")
+    tracking.update(db, tracking_id, schema_report=tracking.to_json(report) if report else None)
+    if evolution and evolution.get("action") not in ("none", "create"):
+        tracking.event(db, tracking_id, "schema_decision", {**evolution, "schema_report": report})
+
+
+def types_by_name(plan: TablePlan, column_types: Sequence[ColumnType]) -> dict[str, ColumnType]:
+    """The staged type of every file column, by name (`column_types` follows the file's order)."""
+    names = getattr(plan, "file_columns", None) or plan.columns
+    return dict(zip(names, column_types, strict=True))
 
 
 def target_definition(db: Database, plan: TablePlan, types: Sequence[ColumnType]) -> sa.Table:
     """The `ref.<table>` definition for a first load: the file's columns, then metadata."""
     adapter = db.adapter
+    by_name = types_by_name(plan, types)
     return sa.Table(
         plan.table,
         sa.MetaData(),
-        *(
-            sa.Column(name, adapter.column_type(t), nullable=True)
-            for name, t in zip(plan.columns, types, strict=True)
-        ),
+        *(sa.Column(name, adapter.column_type(by_name[name]), nullable=True) for name in plan.columns),
         *metadata_columns(),
         schema=db.catalog.data_schema,
     )
@@ -122,9 +173,12 @@ def prepare_live(
         live.create(conn)
         return live
     db.adapter.lock_for_publish(conn, live)
+    evolution: Evolution | None = getattr(plan, "evolution", None)
+    if evolution is not None and evolution.action == "replace":
+        return live  # redefined by evolve_live once the old rows are in bkp
     widened = False
-    for name, wanted in zip(plan.columns, column_types, strict=True):
-        if needs_widening(live.c[name], wanted):
+    for name, wanted in types_by_name(plan, column_types).items():
+        if name in live.c and name in plan.columns and needs_widening(live.c[name], wanted):
             db.adapter.widen_column(conn, live, name, db.adapter.text_type(wanted.length))
             widened = True
     if widened:
@@ -132,3 +186,69 @@ def prepare_live(
         if refreshed is not None:
             live = refreshed
     return live
+
+
+def evolve_live(
+    conn: Connection,
+    db: Database,
+    plan: TablePlan,
+    live: sa.Table,
+    column_types: Sequence[ColumnType],
+    tracking_id: int,
+) -> sa.Table:
+    """Inside the publish transaction, after a fullload's old rows are in bkp: apply the evolution.
+
+    ``add_columns`` adds the new columns to ref and bkp; ``replace`` drops the live table and
+    creates it from the file when its column names differ or a column's values no longer fit its
+    type. Writes a ``schema_evolved`` audit event in the same transaction. Returns the live table.
+    """
+    evolution: Evolution | None = getattr(plan, "evolution", None)
+    if evolution is None:
+        return live
+    by_name = types_by_name(plan, column_types)
+    if evolution.action == "add_columns":
+        added = [c for c in evolution.add if c not in live.c]
+        for name in added:
+            add_column(conn, live, name, db.adapter.column_type(by_name[name]))
+        if not added:
+            return live
+        live = _reflect_live(conn, db, plan.table)
+        _align_existing_backup(conn, db, live)
+        tracking.add_event(conn, db, tracking_id, "schema_evolved", {"action": "add_columns", "added": added})
+        return live
+    if not evolution.may_redefine:
+        return live
+    misfits = [c for c in plan.columns if c in live.c and not fits(live.c[c].type, by_name[c])]
+    if evolution.action != "replace" and not misfits:
+        return live
+    previous = definition_of(live)
+    live.drop(conn)
+    live = target_definition(db, plan, column_types)
+    live.create(conn)
+    _align_existing_backup(conn, db, live)
+    tracking.add_event(
+        conn,
+        db,
+        tracking_id,
+        "schema_evolved",
+        {
+            "action": "replace",
+            "reason": evolution.reason if evolution.action == "replace" else f"types changed: {misfits}",
+            "previous_definition": previous,
+            "definition": definition_of(live),
+        },
+    )
+    return live
+
+
+def _reflect_live(conn: Connection, db: Database, table: str) -> sa.Table:
+    live = db.reflect(conn, table, db.catalog.data_schema)
+    if live is None:  # pragma: no cover - we just altered it inside this transaction
+        raise SchemaMismatchError(f"table {db.catalog.data_schema}.{table} vanished during publish")
+    return live
+
+
+def _align_existing_backup(conn: Connection, db: Database, live: sa.Table) -> None:
+    backup = db.reflect(conn, live.name, db.catalog.backup_schema)
+    if backup is not None:
+        align_backup(conn, db, backup, live)

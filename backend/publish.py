@@ -21,8 +21,9 @@ from sqlalchemy.engine import Connection
 from backend import faults
 from backend.db.engine import Database
 from backend.errors import RowError
+from backend.evolve import align_backup
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
-from backend.plan import backup_definition, data_columns, prepare_live
+from backend.plan import backup_definition, data_columns, evolve_live, prepare_live
 from backend.tracking import add_event, to_json, upsert_reference_cfg, utcnow
 
 
@@ -52,11 +53,16 @@ def publish(
     `conn` must already be inside the write transaction (`Database.write`); the caller commits.
     """
     schema = db.catalog.data_schema
+    # Serialise publishers of this table before looking at it: two first loads must not both
+    # create it, and version numbers must not be handed out twice.
+    db.adapter.serialize_publish(conn, schema, plan.table)
     live = prepare_live(conn, db, plan, column_types, load_type)
     now = utcnow()
     backup_version = None
     if load_type is LoadType.FULLLOAD:
         backup_version = _backup_and_clear(conn, db, live, tracking_id, now)
+    # Schema evolution (add_columns / replace) once the old rows are safe in bkp.
+    live = evolve_live(conn, db, plan, live, column_types, tracking_id)
     faults.hit("publish.before_insert")
     inserted = conn.execute(
         sa.insert(live).from_select(
@@ -141,13 +147,8 @@ def ensure_backup_table(conn: Connection, db: Database, live: sa.Table) -> sa.Ta
         backup = backup_definition(db, live)
         backup.create(conn)
         return backup
-    for column in live.columns:
-        current = backup.c.get(column.name)
-        length = getattr(column.type, "length", None)
-        if current is not None and getattr(current.type, "length", None) not in (None, length):
-            db.adapter.widen_column(conn, backup, column.name, column.type)
-    refreshed = db.reflect(conn, live.name, db.catalog.backup_schema)
-    return refreshed if refreshed is not None else backup
+    # bkp follows every definition the table has had: add new columns, widen changed ones.
+    return align_backup(conn, db, backup, live)
 
 
 def _convert(

@@ -1,16 +1,78 @@
-"""Data quality over the staged rows, before publishing: validation rules and the load profile."""
+"""Data quality over the staged rows, before publishing: the load profile and the gate in front of it.
+
+Order inside the loader's read transaction, on the load's own connection:
+
+1. `profile_staged` turns what the staging observer gathered into the load profile.
+2. `check_staged` evaluates the table's rules (`validation`), its SQL hooks (`validation_hook`)
+   and its sensitive-data policy (`sensitive`). Any blocking failure raises ValidationFailedError
+   with the whole report; nothing has been published and the staging table is dropped. When
+   everything passes, columns under a ``hash``/``mask`` policy are rewritten in the staging
+   table, so ``ref`` and ``bkp`` never hold the clear values.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from backend import tracking
 from backend.db.engine import Database
-from backend.models import ColumnType, LoadType, TablePlan
-from backend.policies import TablePolicy
+from backend.errors import IngestError, ValidationFailedError
+from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
+from backend.policies import SensitiveAction, Severity, TablePolicy
+from backend.profile import ProfileObserver, build_profile, fingerprint, previous_fingerprint
+from backend.sensitive import protect_staged
+from backend.validation import RuleContext, RuleResult, evaluate_rules
+from backend.validation_hook import run_hooks
+
+#: Offending row numbers carried by a ValidationFailedError.
+MAX_ERROR_ROWS = 50
+#: Longest error message (the full report is in the error's details).
+MAX_MESSAGE_CHARS = 1500
+SHA256_HEX_CHARS = 64
+
+__all__ = ["Checked", "check_staged", "fingerprint", "profile_staged", "record_failure"]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What passed the gate: the audit report, the profile to store and the types to publish with."""
+
+    report: dict[str, Any]
+    profile: dict[str, Any]
+    column_types: tuple[ColumnType, ...]
+
+
+def stage_columns(stage: sa.Table) -> tuple[str, ...]:
+    """The file's columns as staged (everything but ``_row_number``)."""
+    return tuple(c.name for c in stage.columns if c.name != "_row_number")
+
+
+def profile_staged(
+    conn: Connection,
+    db: Database,
+    stage: sa.Table,
+    plan: TablePlan,
+    column_types: tuple[ColumnType, ...],
+    observer: ProfileObserver | None = None,
+    policy: TablePolicy | None = None,
+) -> dict[str, Any]:
+    """The load profile from the staging observer, with this and the previous load's fingerprint."""
+    columns = stage_columns(stage)
+    observer = observer or ProfileObserver(len(columns))
+    return build_profile(
+        observer,
+        columns,
+        column_types,
+        empty_as_null=db.settings.empty_as_null,
+        detect_sensitive=policy.detect_sensitive if policy is not None else True,
+        declared_sensitive=tuple(policy.sensitive_columns) if policy is not None else (),
+        previous_fingerprint=previous_fingerprint(conn, db, plan.table),
+    )
 
 
 def check_staged(
@@ -22,22 +84,126 @@ def check_staged(
     *,
     load_type: LoadType,
     rows_staged: int,
-) -> dict[str, Any]:
-    """Evaluate the table's rules against the staging table; raise ValidationFailedError on a violation.
+    column_types: Sequence[ColumnType] = (),
+    profile: dict[str, Any] | None = None,
+    load_id: int | None = None,
+) -> Checked:
+    """Evaluate the table's rules, hooks and sensitive-data policy against the staging table.
 
-    Returns a report of the rules evaluated (warnings included) for the tracking row and audit.
+    Raises:
+        ValidationFailedError: a blocking rule failed; ``rows`` hold offending row numbers and
+            ``details["validation"]`` the whole report (``details["profile"]`` the profile).
     """
-    return {"rules": [], "warnings": []}
+    columns = stage_columns(stage)
+    profile = profile or {}
+    types = tuple(column_types) or tuple(ColumnType() for _ in columns)
+    live = db.reflect(conn, plan.table, db.catalog.data_schema)
+    ctx = RuleContext(
+        file_columns=columns,
+        load_type=load_type,
+        rows_staged=rows_staged,
+        column_types=dict(zip(columns, types, strict=True)),
+        profile_columns={c["name"]: c for c in profile.get("columns", [])},
+        live=live,
+    )
+    results = evaluate_rules(conn, stage, policy.rules, ctx)
+    results += run_hooks(conn, db, stage, policy, table=plan.table, load_type=load_type, load_id=load_id)
+    actions = sensitive_actions(policy, profile.get("sensitive", {}), columns)
+    results += [
+        RuleResult(
+            f"sensitive({name})",
+            "sensitive",
+            Severity.ERROR,
+            passed=False,
+            message=f"column holds {kind or 'sensitive data'}; the table's policy refuses it",
+        )
+        for name, (kind, action) in actions.items()
+        if action is SensitiveAction.REFUSE
+    ]
+    report = _report(results, actions, plan)
+    failed = [r for r in results if r.blocking]
+    if failed:
+        raise ValidationFailedError(
+            _message(failed),
+            rows=_rows(failed),
+            details={"validation": report, "profile": profile},
+        )
+    protect = {
+        n: a.value for n, (_k, a) in actions.items() if a in (SensitiveAction.HASH, SensitiveAction.MASK)
+    }
+    protect_staged(conn, stage, protect)
+    stored = {**profile, "validation": _summary(report)}
+    return Checked(report, stored, _protected_types(columns, types, protect))
 
 
-def profile_staged(
-    conn: Connection, db: Database, stage: sa.Table, plan: TablePlan, column_types: tuple[ColumnType, ...]
+def sensitive_actions(
+    policy: TablePolicy, flags: dict[str, str], columns: Sequence[str]
+) -> dict[str, tuple[str | None, SensitiveAction]]:
+    """{column: (detected kind, action)} for flagged columns and columns the policy names."""
+    out: dict[str, tuple[str | None, SensitiveAction]] = {}
+    for name in columns:
+        kind = flags.get(name)
+        action = policy.sensitive_columns.get(name)
+        if action is None and kind is not None:
+            action = policy.sensitive_action
+        if action is not None:
+            out[name] = (kind, action)
+    return out
+
+
+def record_failure(db: Database, tracking_id: int, error: IngestError) -> None:
+    """Keep a refused load's validation report and profile in its tracking row and an audit event."""
+    report = error.details.get("validation")
+    if report is None:
+        return
+    profile = error.details.get("profile") or {}
+    tracking.update(db, tracking_id, profile=tracking.to_json({**profile, "validation": _summary(report)}))
+    tracking.event(db, tracking_id, "validation_failed", report)
+
+
+def _report(
+    results: list[RuleResult], actions: dict[str, tuple[str | None, SensitiveAction]], plan: TablePlan
 ) -> dict[str, Any]:
-    """A compact profile of the staged rows, with a structural fingerprint of names and types."""
-    return {"fingerprint": fingerprint(plan.columns, column_types)}
+    evolution = getattr(plan, "evolution", None)
+    return {
+        "rules": [r.to_dict() for r in results],
+        "failed": [r.describe() for r in results if r.blocking],
+        "warnings": [r.describe() for r in results if not r.passed and not r.blocking],
+        "sensitive": {n: {"kind": k, "action": a.value} for n, (k, a) in actions.items()},
+        "schema": evolution.to_dict() if evolution is not None else None,
+    }
 
 
-def fingerprint(columns: tuple[str, ...], column_types: tuple[ColumnType, ...]) -> str:
-    """Hash of the normalised column names and kinds: equal for files of the same structure."""
-    text = "|".join(f"{c}:{t.kind.value}" for c, t in zip(columns, column_types, strict=True))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The part of the report the tracking row keeps with the profile."""
+    return {
+        "rules": len(report["rules"]),
+        "failed": report["failed"],
+        "warnings": report["warnings"],
+        "sensitive": report["sensitive"],
+    }
+
+
+def _message(failed: list[RuleResult]) -> str:
+    text = "validation failed: " + "; ".join(r.describe() for r in failed)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _rows(failed: list[RuleResult]) -> tuple[int, ...]:
+    rows = sorted({int(e["row"]) for r in failed for e in r.examples if "row" in e})
+    return tuple(rows[:MAX_ERROR_ROWS])
+
+
+def _protected_types(
+    columns: Sequence[str], types: Sequence[ColumnType], protect: dict[str, str]
+) -> tuple[ColumnType, ...]:
+    """Hashed or masked columns are text: a hash is 64 hex digits, a mask keeps the length."""
+    out = []
+    for name, column_type in zip(columns, types, strict=True):
+        action = protect.get(name)
+        if action is None:
+            out.append(column_type)
+        else:
+            length = SHA256_HEX_CHARS if action == "hash" else column_type.length
+            out.append(ColumnType(ColumnKind.TEXT, length=length))
+    return tuple(out)

@@ -88,8 +88,10 @@ def history(db: Database, table: str | None, limit: int = 20) -> list[dict[str, 
     with db.read() as conn:
         rows = [_row(r) for r in conn.execute(query)]
     for row in rows:
-        profile = row.pop("profile", None)
-        row["fingerprint"] = json.loads(profile).get("fingerprint") if profile else None
+        profile = json.loads(row.pop("profile", None) or "{}")
+        row["fingerprint"] = profile.get("fingerprint")
+        # Recorded at load time, so the oldest load shown still compares with its predecessor.
+        row["previous_fingerprint"] = profile.get("previous_fingerprint")
     # Show what changed against the previous successful load of the same table.
     previous: dict[str, dict[str, Any]] = {}
     for row in reversed(rows):
@@ -98,7 +100,9 @@ def history(db: Database, table: str | None, limit: int = 20) -> list[dict[str, 
         before = previous.get(row["table_name"])
         if before is not None:
             row["rows_change"] = (row["rows_loaded"] or 0) - (before["rows_loaded"] or 0)
-            row["structure_changed"] = row["fingerprint"] != before["fingerprint"]
+            row["previous_fingerprint"] = row["previous_fingerprint"] or before["fingerprint"]
+        if row["previous_fingerprint"] is not None and row["fingerprint"] is not None:
+            row["structure_changed"] = row["fingerprint"] != row["previous_fingerprint"]
         previous[row["table_name"]] = row
     return rows
 

@@ -119,12 +119,20 @@ class Database:
             conn.execute(sa.text("SELECT 1"))
 
     def init_db(self) -> None:
-        """Create the schemas and the product's tables; safe to run again."""
-        with self.write() as conn:
-            for schema in (self.catalog.data_schema, self.catalog.backup_schema):
-                self.adapter.ensure_schema(conn, schema)
-        with self.write() as conn:
-            self.catalog.metadata.create_all(conn, checkfirst=True)
+        """Create the schemas and the product's tables; safe to run again, also concurrently."""
+        for attempt in range(5):
+            try:
+                with self.write() as conn:
+                    for schema in (self.catalog.data_schema, self.catalog.backup_schema):
+                        self.adapter.ensure_schema(conn, schema)
+                with self.write() as conn:
+                    self.catalog.metadata.create_all(conn, checkfirst=True)
+                return
+            except RowError:
+                # Another process created the same object between our check and our CREATE
+                # (two daemons starting together); the next round's check sees it.
+                if attempt == 4:
+                    raise
 
     def reflect(self, conn: Connection, name: str, schema: str) -> sa.Table | None:
         """The live definition of `schema.name`, or None when it does not exist."""

@@ -1,0 +1,169 @@
+"""Spot columns holding personal or payment data, and hash or mask them in the staging table.
+
+Detection looks at a bounded sample of each column's non-empty values (the profile keeps the
+first few thousand): a column is flagged with a kind when at least 80 % of its sampled values
+look like one: e-mail address, phone number (a leading ``+`` or separators, 7-15 digits, never
+a plain number or a date), payment card number (13-19 digits passing the Luhn check), national
+id (US SSN ``123-45-6789``, UK National Insurance ``AB123456C``) or IBAN (mod-97 check).
+
+Protection happens in the staging table, after validation and before publish, so the live table
+and bkp never hold the clear values: ``hash`` stores the SHA-256 of the UTF-8 value as 64 lower-case
+hex digits (unsalted, so equal values still join; low-entropy values such as phone numbers can be
+recovered by brute force, prefer ``refuse`` when that matters); ``mask`` keeps the last four
+characters and replaces the others with ``*``. SQLite uses Python functions registered on the
+load's own connection; PostgreSQL 11+ and SQL Server use built-in functions (SQL Server needs
+2019+ for the UTF-8 collation that makes its hash equal to the others').
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from backend.detection.types import value_kind
+from backend.models import ColumnKind
+
+#: Share of a column's sampled values that must look sensitive for the column to be flagged.
+FLAG_SHARE = 0.8
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"\+?[0-9() .-]{7,24}")
+_PHONE_SEPARATOR = re.compile(r"[+() -]")
+_CARD = re.compile(r"[0-9]{4}(?:[ -]?[0-9]{2,4}){2,4}")
+_SSN = re.compile(r"(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}")
+_NINO = re.compile(
+    r"(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]"
+)
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
+_NON_DIGIT = re.compile(r"[^0-9]")
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum of a digit string (payment card numbers carry one)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(text: str) -> bool:
+    """ISO 13616 mod-97 check of an IBAN without spaces."""
+    moved = text[4:] + text[:4]
+    number = "".join(str(int(ch, 36)) for ch in moved)
+    return int(number) % 97 == 1
+
+
+def kind_of_value(value: str) -> str | None:
+    """The sensitive kind `value` looks like, or None."""
+    text = value.strip()
+    if not text or len(text) > 64:
+        return None
+    if "@" in text:
+        return "email" if _EMAIL.fullmatch(text) else None
+    compact = text.replace(" ", "").replace("-", "")
+    if compact[:2].isalpha() and _IBAN.fullmatch(compact.upper()) and iban_ok(compact.upper()):
+        return "iban"
+    if _SSN.fullmatch(text) or _NINO.fullmatch(text.upper()):
+        return "national_id"
+    if compact.isdigit() and 13 <= len(compact) <= 19 and _CARD.fullmatch(text) and luhn_ok(compact):
+        return "payment_card"
+    if _PHONE.fullmatch(text) and _PHONE_SEPARATOR.search(text):
+        digits = len(_NON_DIGIT.sub("", text))
+        if 7 <= digits <= 15 and value_kind(text) is ColumnKind.TEXT:
+            return "phone"
+    return None
+
+
+def classify(values: Sequence[str]) -> str | None:
+    """The kind a column's sampled values show in at least FLAG_SHARE of them, or None."""
+    if not values:
+        return None
+    counts: dict[str, int] = {}
+    for value in values:
+        kind = kind_of_value(value)
+        if kind is not None:
+            counts[kind] = counts.get(kind, 0) + 1
+    if not counts:
+        return None
+    kind, hits = max(counts.items(), key=lambda item: item[1])
+    return kind if hits >= FLAG_SHARE * len(values) else None
+
+
+def sha256_hex(value: str | None) -> str | None:
+    if value is None or value == "":
+        return value
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def mask_value(value: str | None) -> str | None:
+    """All but the last four characters replaced by ``*`` (values of four or fewer: all)."""
+    if value is None or value == "":
+        return value
+    keep = value[-4:] if len(value) > 4 else ""
+    return "*" * (len(value) - len(keep)) + keep
+
+
+def protect_staged(conn: Connection, stage: sa.Table, actions: dict[str, str]) -> None:
+    """Replace the values of each column in `actions` ({column: "hash" | "mask"}) in the staging table."""
+    if not actions:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        raw = conn.connection.driver_connection
+        raw.create_function("refdata_sha256", 1, sha256_hex, deterministic=True)  # type: ignore[union-attr]
+        raw.create_function("refdata_mask", 1, mask_value, deterministic=True)  # type: ignore[union-attr]
+    values = {name: protect_expression(dialect, stage.c[name], action) for name, action in actions.items()}
+    conn.execute(sa.update(stage).values(values))
+
+
+def protect_expression(dialect: str, column: Any, action: str) -> Any:
+    """SQL computing the hashed or masked form of `column` on `dialect` (empty and NULL stay)."""
+    if action == "hash":
+        if dialect == "sqlite":
+            return sa.func.refdata_sha256(column)
+        if dialect == "mssql":
+            return _mssql_hash(column)
+        digest = sa.func.sha256(sa.func.convert_to(column, "UTF8"))
+        return _keep_empty(column, sa.func.encode(digest, "hex"))
+    if action == "mask":
+        if dialect == "sqlite":
+            return sa.func.refdata_mask(column)
+        length = sa.func.length(column) if dialect == "mssql" else sa.func.char_length(column)
+        stars = sa.func.replicate if dialect == "mssql" else sa.func.repeat
+        kept = sa.func.right(column, 4)
+        masked = sa.case(
+            (length > 4, sa.func.concat(stars("*", length - 4), kept)),
+            else_=stars("*", length),
+        )
+        return _keep_empty(column, masked)
+    raise ValueError(f"unknown protection {action!r}")
+
+
+def _mssql_hash(column: Any) -> Any:
+    # Converting NVARCHAR to VARCHAR under a UTF-8 collation gives the UTF-8 bytes others hash.
+    as_varchar = sa.cast(column.collate("Latin1_General_100_CI_AS_SC_UTF8"), sa.VARCHAR())
+    digest = sa.func.hashbytes("SHA2_256", as_varchar)
+    hex_text = sa.func.lower(sa.func.convert(sa.literal_column("VARCHAR(64)"), digest, 2))
+    return _keep_empty(column, hex_text)
+
+
+def _keep_empty(column: Any, expression: Any) -> Any:
+    return sa.case((sa.or_(column.is_(None), column == ""), column), else_=expression)
+
+
+def flag_columns(samples: Iterable[tuple[str, Sequence[str]]]) -> dict[str, str]:
+    """{column: kind} for every column whose sample looks sensitive."""
+    flags: dict[str, str] = {}
+    for name, values in samples:
+        kind = classify(values)
+        if kind is not None:
+            flags[name] = kind
+    return flags

@@ -1,0 +1,61 @@
+"""A 1M-row file through the real load on SQLite: the profile is right and memory stays flat.
+
+SQLite only: the point is the Python side (the profile is gathered in the staging loop), which
+is the same code on every dialect, and PostgreSQL would double the suite's slowest test.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import psutil
+import pytest
+
+from backend.models import LoadType
+
+
+class TestLargeFile:
+    ROWS = 1_000_000
+
+    def test_one_million_rows_profile_with_flat_memory(self, sqlite_env):
+        """A 1M-row file is profiled as it streams: right statistics, memory independent of the file size."""
+        env = sqlite_env
+        path = env.tmp / "big.csv"
+        with path.open("w", encoding="utf-8", newline="") as f:
+            f.write("id,grp,amount\n")
+            for i in range(1, self.ROWS + 1):
+                f.write(f"{i},{'ABCDE'[i % 5]},{i % 1000}.5\n")
+        process = psutil.Process()
+        baseline = process.memory_info().rss
+        peak = [baseline]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], process.memory_info().rss)
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            result = env.load(path, LoadType.FULLLOAD)
+        finally:
+            done.set()
+            sampler.join()
+        assert result.rows_loaded == self.ROWS
+        profile = env.profile()
+        ident, grp, amount = profile["columns"]
+        assert (ident["min"], ident["max"], ident["nulls"]) == (1, self.ROWS, 0)
+        assert ident["mean"] == pytest.approx((self.ROWS + 1) / 2)
+        assert ident["distinct_approximate"] is True and abs(ident["distinct"] - self.ROWS) < 0.05 * self.ROWS
+        assert sorted(grp["top"]) == [[c, self.ROWS // 5] for c in "ABCDE"]  # ties: any order
+        assert (amount["min"], amount["max"], amount["distinct"]) == (0.5, 999.5, 1000)
+        assert amount["stddev"] == pytest.approx(math.sqrt((1000**2 - 1) / 12), rel=1e-3)
+        # Holding the file's rows would take hundreds of MB; streaming stays within a few batches
+        # (measured: about 45 MB above the baseline for 250k rows and for 1M rows alike).
+        growth_mb = (peak[0] - baseline) / 2**20
+        assert growth_mb < 100, (
+            f"memory grew by {growth_mb:.0f} MB while loading {path.stat().st_size >> 20} MB"
+        )
