@@ -35,9 +35,11 @@ run: setup ## Run the daemon in the foreground on the embedded SQLite default (C
 demo: setup ## Drop examples/*.csv into the fullload folder, load them once, print the status
 	$(need_cli)
 	mkdir -p dropoff/reference_data_table/fullload
-	cp examples/*.csv dropoff/reference_data_table/fullload/
-	$(PY) -m backend run --until-idle
+	cp examples/*.csv examples/*.tsv dropoff/reference_data_table/fullload/
+	# Short checks so the demo does not wait the production 6 x 15 s stability window.
+	MONITOR_INTERVAL=0.5 STABILITY_CHECKS=2 HEALTH_ENABLED=false $(PY) -m backend run --until-idle
 	$(PY) -m backend status
+	$(PY) -m backend export countries | head -5
 
 test: setup ## Run all tests; starts a throwaway PostgreSQL (installed with apt-get if missing and root)
 	@bash scripts/bootstrap.sh system-packages
