@@ -163,7 +163,7 @@ def load_file(
         RetryableError: transient (database down, file changed); try again later.
     """
     from backend.detection import detect
-    from backend.reader import iter_records
+    from backend.reader import iter_rows
 
     hooks = hooks or LoadHooks()
     started = time.monotonic()
@@ -198,7 +198,7 @@ def load_file(
             columns,
             headers,
             table_policy,
-            iter_records,
+            iter_rows,
             before,
         )
     except BaseException as exc:
@@ -265,14 +265,14 @@ def _stage_and_publish(
     columns: tuple[str, ...],
     headers: tuple[str, ...],
     table_policy: TablePolicy,
-    iter_records: Callable[..., Any],
+    iter_rows: Callable[..., Any],
     before: os.stat_result,
 ) -> _Done:
     # Precedence: the operator's flag, then the table's policy file, then the global setting.
     policy = request.ragged_rows or table_policy.ragged_rows or settings.ragged_rows
     type_policy = request.type_policy or table_policy.type_policy or settings.type_policy
     hashing = HashingReader(raw)
-    records = iter_records(hashing, detection, decode_errors=settings.decode_errors)
+    records = iter_rows(hashing, detection, decode_errors=settings.decode_errors)
     estimated = detection.estimated_rows
     last_progress = [time.monotonic()]
 

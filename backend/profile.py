@@ -209,6 +209,19 @@ class ProfileObserver:
         if len(rows) >= BATCH_ROWS:
             self.flush()
 
+    def observe_batch(self, rows: list[list[str]], columns: Sequence[tuple[str, ...]]) -> None:
+        """Take one staged batch at once: its rows (for the type tracker) and its columns."""
+        if self._inner_observe is not None:
+            inner = self._inner_observe
+            for values in rows:
+                inner(values)
+        self.flush()
+        started = time.perf_counter()
+        self.rows += len(rows)
+        for column, values in zip(self.columns, columns, strict=True):
+            column.add(values)
+        self.seconds += time.perf_counter() - started
+
     def result(self) -> tuple[ColumnType, ...]:
         self.flush()
         if self._inner is not None:

@@ -56,6 +56,14 @@ def _bom_length(detection: Detection) -> int:
 def iter_records(
     path: Path | IO[bytes], detection: Detection, *, decode_errors: str = "strict"
 ) -> Iterator[Record]:
+    """Like `iter_rows`, as `Record` objects (convenient; `iter_rows` is the fast path)."""
+    for number, line, values in iter_rows(path, detection, decode_errors=decode_errors):
+        yield Record(number, line, values)
+
+
+def iter_rows(
+    path: Path | IO[bytes], detection: Detection, *, decode_errors: str = "strict"
+) -> Iterator[tuple[int, int, list[str]]]:
     """Yield the data records of a file as `detection` describes them.
 
     Args:
@@ -64,8 +72,8 @@ def iter_records(
         decode_errors: "strict" raises on undecodable bytes, "replace" puts U+FFFD.
 
     Yields:
-        Record(number, line, values): `number` counts data rows from 1, `line` is the
-        physical line (1-based) where the record starts.
+        (number, line, values): `number` counts data rows from 1, `line` is the physical line
+        (1-based) where the record starts. Plain tuples: this loop runs once per row.
 
     Raises:
         DetectionError: undecodable bytes (strict), naming line and byte offset, or a record
@@ -101,7 +109,7 @@ def iter_records(
             raw.close()
 
 
-def _records(reader: Any, detection: Detection, line_offset: int) -> Iterator[Record]:
+def _records(reader: Any, detection: Detection, line_offset: int) -> Iterator[tuple[int, int, list[str]]]:
     previous = 0
     header_left = detection.header_rows
     if header_left:
@@ -125,15 +133,15 @@ def _records(reader: Any, detection: Detection, line_offset: int) -> Iterator[Re
                 if len(pending) > trailer:
                     start, values = pending.popleft()
                     number += 1
-                    yield Record(number, start, values)
+                    yield number, start, values
         return
-    # The hot loop: one C-parsed row in, one Record out.
+    # The hot loop: one C-parsed row in, one tuple out.
     for values in reader:
         start = previous + 1
         previous = reader.line_num
         if values:
             number += 1
-            yield Record(number, start + line_offset, values)
+            yield number, start + line_offset, values
 
 
 class _Lines:

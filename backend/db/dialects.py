@@ -259,6 +259,8 @@ class PostgreSQLAdapter(_Base):
         return sa.Text() if width is None else sa.String(width)
 
     def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+        # psycopg's write_row is C code (about 2 us a row here); formatting the batch as CSV with
+        # the csv module first and sending one buffer measured three times slower.
         preparer = conn.dialect.identifier_preparer
         cols = ", ".join(preparer.quote(c.name) for c in table.columns)
         statement = f"COPY {preparer.format_table(table)} ({cols}) FROM STDIN"
