@@ -67,7 +67,7 @@ def publish(
     inserted = conn.execute(
         sa.insert(live).from_select(
             [*plan.columns, "_load_id", "_row_number", "_loaded_at", "_load_type"],
-            _convert(db, live, plan, source, tracking_id, now, load_type, convert=convert),
+            _convert(db, live, plan, source, tracking_id, now, load_type, column_types, convert=convert),
         )
     ).rowcount
     if inserted is not None and inserted >= 0 and inserted != expected_rows:
@@ -159,18 +159,22 @@ def _convert(
     tracking_id: int,
     now: datetime,
     load_type: LoadType,
+    column_types: Sequence[ColumnType],
     *,
     convert: bool,
 ) -> sa.Select[Any]:
     """SELECT that turns staged text into the live table's column values (as-is when not `convert`)."""
     sub = source.subquery("s")
     empty_as_null = db.settings.empty_as_null and convert
+    formats = {
+        name: t.date_format for name, t in zip(plan.columns, column_types, strict=False) if t.date_format
+    }
     exprs: list[Any] = []
     for name in plan.columns:
         value: Any = sub.c[name]
         if empty_as_null:
             value = sa.func.nullif(value, "")
-        exprs.append(db.adapter.cast_text(value, live.c[name].type) if convert else value)
+        exprs.append(db.adapter.cast_text(value, live.c[name].type, formats.get(name)) if convert else value)
     return sa.select(
         *exprs,
         sa.literal(tracking_id, sa.BigInteger),

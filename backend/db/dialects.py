@@ -22,6 +22,7 @@ send a batch of rows fast, and how to take the publish lock.
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -81,7 +82,9 @@ class DialectAdapter(Protocol):
         self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
     ) -> None: ...
 
-    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any]) -> Any: ...
+    def cast_text(
+        self, value: Any, target: sa.types.TypeEngine[Any], date_format: str | None = None
+    ) -> Any: ...
 
 
 class _Base:
@@ -145,10 +148,16 @@ class _Base:
             f"ALTER TABLE {target} ALTER COLUMN {name} TYPE {type_.compile(dialect=conn.dialect)}"
         )
 
-    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any]) -> Any:
-        """SQL turning a staged text value into `target` (text stays text)."""
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str | None = None) -> Any:
+        """SQL turning a staged text value into `target` (text stays text).
+
+        `date_format` is the strptime format detection found for a date/datetime column; ISO
+        values are a plain CAST, others go through the dialect's own date parsing.
+        """
         if isinstance(target, (sa.String, sa.Text)) and not isinstance(target, sa.Enum):
             return value
+        if isinstance(target, (sa.Date, sa.DateTime)) and date_format and not _iso_castable(date_format):
+            return self.parse_date(value, target, date_format)
         if isinstance(target, sa.Boolean):
             lowered = sa.func.lower(sa.func.trim(value))
             return sa.case(
@@ -157,6 +166,13 @@ class _Base:
                 else_=sa.false(),
             )
         return sa.cast(sa.func.trim(value) if isinstance(target, sa.Numeric) else value, target)
+
+    def parse_date(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str) -> Any:
+        """Parse `value` with strptime-style `date_format` (PostgreSQL's to_date / to_timestamp)."""
+        pattern = _pg_date_pattern(date_format)
+        if isinstance(target, sa.DateTime):
+            return sa.cast(sa.func.to_timestamp(value, pattern), sa.DateTime())
+        return sa.func.to_date(value, pattern)
 
     def _insert_sql(self, conn: Connection, table: sa.Table) -> str:
         return str(sa.insert(table).compile(dialect=conn.dialect))
@@ -191,6 +207,7 @@ class SQLiteAdapter(_Base):
                 target = ":memory:" if in_memory else str(Path(database).with_suffix(f".{schema}.db"))
                 cur.execute("ATTACH DATABASE ? AS " + _sqlite_quote(schema), (target,))
             cur.execute("PRAGMA busy_timeout = 60000")
+            dbapi_conn.create_function("refdata_strptime", 3, _sqlite_strptime, deterministic=True)
             if not in_memory:
                 for schema in ("main", *schemas):
                     quoted = _sqlite_quote(schema)
@@ -215,12 +232,16 @@ class SQLiteAdapter(_Base):
     ) -> None:
         """SQLite does not enforce declared lengths; nothing to widen."""
 
-    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any]) -> Any:
-        # SQLite keeps dates as ISO text (what SQLAlchemy's Date/DateTime read back); a CAST
-        # would give them numeric affinity and turn "2024-01-31" into 2024.
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str | None = None) -> Any:
+        # SQLite keeps dates as text in SQLAlchemy's ISO layout; a CAST would give them numeric
+        # affinity and turn "2024-01-31" into 2024. A Python function registered on connect
+        # rewrites them into that layout instead.
         if isinstance(target, (sa.Date, sa.DateTime)):
-            return value
-        return super().cast_text(value, target)
+            if not date_format:
+                return value
+            kind = "datetime" if isinstance(target, sa.DateTime) else "date"
+            return sa.func.refdata_strptime(value, date_format, kind)
+        return super().cast_text(value, target, date_format)
 
     def begin_write(self, conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that upgrades later can
@@ -324,6 +345,13 @@ class MSSQLAdapter(_Base):
             f"ALTER TABLE {target} ALTER COLUMN {name} {type_.compile(dialect=conn.dialect)} NULL"
         )
 
+    def parse_date(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str) -> Any:
+        style = _MSSQL_DATE_STYLES.get(date_format.split(" ")[0].split("T")[0])
+        if style is None:
+            raise ConfigError(f"date format {date_format!r} has no SQL Server CONVERT style; load it as text")
+        kind = "DATETIME2" if isinstance(target, sa.DateTime) else "DATE"
+        return sa.func.convert(sa.literal_column(kind), value, sa.literal_column(str(style)))
+
     def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
         # A #temp table is private to the session and disappears if the process dies.
         return sa.Table(
@@ -378,6 +406,42 @@ def mssql_input_sizes(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[i
     for i in range(1, width):
         sizes.append((sql_wvarchar, longest[i], 0) if longest[i] <= 4000 else (sql_wlongvarchar, 0, 0))
     return sizes
+
+
+#: strptime date parts -> SQL Server CONVERT styles (dd/mm/yyyy is 103, mm/dd/yyyy is 101, ...).
+_MSSQL_DATE_STYLES = {
+    "%d/%m/%Y": 103, "%d.%m.%Y": 104, "%d-%m-%Y": 105,
+    "%m/%d/%Y": 101, "%m-%d-%Y": 110, "%m.%d.%Y": 101,
+    "%Y/%m/%d": 111, "%Y.%m.%d": 102, "%Y-%m-%d": 23,
+}  # fmt: skip
+_PG_PARTS = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "HH24", "%M": "MI", "%S": "SS", "%f": "US"}
+
+
+def _iso_castable(date_format: str) -> bool:
+    """Formats every database CASTs from text the same way: ISO dates, optional time."""
+    return date_format.startswith("%Y-%m-%d") and "/" not in date_format and "." not in date_format[:8]
+
+
+def _pg_date_pattern(date_format: str) -> str:
+    out, i = [], 0
+    while i < len(date_format):
+        part = date_format[i : i + 2]
+        if part in _PG_PARTS:
+            out.append(_PG_PARTS[part])
+            i += 2
+        else:
+            char = date_format[i]
+            out.append(f'"{char}"' if char.isalpha() else char)
+            i += 1
+    return "".join(out)
+
+
+def _sqlite_strptime(value: str | None, date_format: str, kind: str) -> str | None:
+    """SQLite function: a date in `date_format` -> SQLAlchemy's ISO text layout (None stays None)."""
+    if value is None:
+        return None
+    parsed = datetime.strptime(value.strip(), date_format)
+    return parsed.date().isoformat() if kind == "date" else parsed.isoformat(sep=" ", timespec="microseconds")
 
 
 def _sqlite_quote(name: str) -> str:
