@@ -111,7 +111,7 @@ class TestCheckConfigCommand:
     def test_bad_variable_gives_one_line_and_exit_code_2(self, monkeypatch, capsys):
         """A bad setting prints one line naming it and exits with 2."""
         monkeypatch.setenv("MONITOR_INTERVAL", "-1")
-        code, out, err = run_cli(["check-config"], capsys)
+        code, _out, err = run_cli(["check-config"], capsys)
         assert code == 2
         assert err.strip().count("\n") == 0 and "MONITOR_INTERVAL" in err
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -114,7 +115,7 @@ class TestVersions:
         load_file(db, settings, LoadRequest(path=path))
         from backend.export import restore_version
 
-        tracking_id, restored, replaced = restore_version(db, "units", 1)
+        _tracking_id, restored, replaced = restore_version(db, "units", 1)
         assert restored == 2
         assert replaced == 2
         assert export_rows(db, "units") == [["unit"], ["kg"], ["g"]]
@@ -124,7 +125,9 @@ class TestVersions:
 
 class TestAtomicity:
     def test_failure_in_the_last_batch_leaves_ref_and_bkp_untouched(self, env, tmp_path, monkeypatch):
-        """A fault injected in the last staged batch rolls back: ref and bkp keep their rows, tracking says error."""
+        """A fault injected in the last staged batch rolls back: ref and bkp keep their rows, tracking says
+        error.
+        """
         settings, db = env
         path = tmp_path / "items.csv"
         write_csv(path, [["id"], *[[str(i)] for i in range(10)]])
@@ -219,10 +222,14 @@ class TestBadInput:
 
 
 class TestInjection:
-    HEADERS = ["a]; DROP TABLE x;--", '"; DELETE FROM t; --', "Robert'); DROP TABLE students;--"]
+    HEADERS: ClassVar[list[str]] = [
+        "a]; DROP TABLE x;--",
+        '"; DELETE FROM t; --',
+        "Robert'); DROP TABLE students;--",
+    ]
 
     def test_sql_looking_headers_and_table_names_load_as_ordinary_columns(self, env, tmp_path):
-        """Hostile header cells and file names become plain quoted identifiers, and the values load as data."""
+        """Hostile header cells and file names become plain quoted identifiers; the values load as data."""
         settings, db = env
         rows = [self.HEADERS, ["1", "2", "3"]]
         path = write_csv(tmp_path / "x'; DROP TABLE ref.File_Monitor_Tracking;--.csv", rows)
@@ -233,7 +240,9 @@ class TestInjection:
 
 class TestTracking:
     def test_tracking_row_records_detection_hash_counts_and_reference_cfg_once(self, env, tmp_path):
-        """Tracking keeps encoding, delimiter, headers, SHA-256 and counts; Reference_Data_Cfg gets one row per table."""
+        """Tracking keeps encoding, delimiter, headers, SHA-256 and counts; Reference_Data_Cfg gets one row
+        per table.
+        """
         settings, db = env
         path = write_csv(tmp_path / "langs.csv", [["Code", "Name"], ["en", "English"], ["fr", "French"]])
         import hashlib

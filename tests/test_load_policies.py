@@ -37,14 +37,20 @@ class TestRaggedRows:
         assert info.value.rows == (3, 4)
 
     def test_repair_pads_short_rows_and_keeps_surplus_fields_in_the_last_column(self, env, tmp_path):
-        """repair: a short row gets NULLs, a long row's surplus is joined into the last column; nothing is lost."""
+        """repair: a short row gets NULLs, a long row's surplus is joined into the last column; nothing is
+        lost.
+        """
         settings, db = env
         path = tmp_path / "ragged.csv"
         path.write_text(RAGGED)
         result = load_file(db, settings, LoadRequest(path=path, ragged_rows=RaggedPolicy.REPAIR))
         assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (4, 4, 0)
         assert export_rows(db, "ragged") == [
-            ["id", "name", "note"], ["1", "a", "x"], ["2", "b", ""], ["3", "c", "y,extra,more"], ["4", "d", "z"],
+            ["id", "name", "note"],
+            ["1", "a", "x"],
+            ["2", "b", ""],
+            ["3", "c", "y,extra,more"],
+            ["4", "d", "z"],
         ]
         events = db.catalog.events
         with db.read() as conn:
@@ -66,7 +72,9 @@ class TestRaggedRows:
 
 class TestInferredTypes:
     def test_infer_types_integers_decimals_booleans_and_day_first_dates(self, env, tmp_path):
-        """With infer, columns become integer, decimal, boolean, date and datetime; day-first dates parse right."""
+        """With infer, columns become integer, decimal, boolean, date and datetime; day-first dates parse
+        right.
+        """
         settings, db = env
         path = tmp_path / "prices.csv"
         path.write_text(

@@ -22,8 +22,8 @@ send a batch of rows fast, and how to take the publish lock.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 

@@ -31,8 +31,12 @@ def check_invariants(d: Daemon, folder: Path, expected: dict[str, int]) -> None:
     names = sorted(p.name.split("_", 2)[2] for p in processed)
     assert names == sorted(expected), names
     counts = dict(query(d.url, d.root, "SELECT batch, COUNT(*) FROM ref.stream GROUP BY batch"))
-    assert {int(k): int(v) for k, v in counts.items()} == {n: rows for n, (name, rows) in enumerate(expected.items())}
-    stuck = query(d.url, d.root, "SELECT COUNT(*) FROM ref.\"File_Monitor_Tracking\" WHERE status = 'processing'")
+    assert {int(k): int(v) for k, v in counts.items()} == {
+        n: rows for n, (name, rows) in enumerate(expected.items())
+    }
+    stuck = query(
+        d.url, d.root, "SELECT COUNT(*) FROM ref.\"File_Monitor_Tracking\" WHERE status = 'processing'"
+    )
     assert stuck[0][0] == 0
 
 
@@ -53,8 +57,9 @@ class TestTwoDaemons:
             wait_for(lambda: len(data_files(folder, "processed")) == 20, 90, what="20 files processed")
             time.sleep(1)
             check_invariants(a, folder, expected)
-            loaded = query(a.url, a.root,
-                           "SELECT COUNT(*) FROM ref.\"File_Monitor_Tracking\" WHERE status = 'loaded'")[0][0]
+            loaded = query(
+                a.url, a.root, "SELECT COUNT(*) FROM ref.\"File_Monitor_Tracking\" WHERE status = 'loaded'"
+            )[0][0]
             assert loaded == 20
         finally:
             a.terminate()
@@ -69,7 +74,9 @@ class TestKillNine:
         folder.mkdir(parents=True, exist_ok=True)
         expected: dict[str, int] = {}
         for round_ in range(5):
-            d = Daemon(tmp_path, db_url, {"WORKERS": "2", "INGEST_BATCH_SIZE": "500"}, name=f"k{round_}").start()
+            d = Daemon(
+                tmp_path, db_url, {"WORKERS": "2", "INGEST_BATCH_SIZE": "500"}, name=f"k{round_}"
+            ).start()
             for i in range(3):
                 n = round_ * 3 + i
                 rows = rng.choice([10, 2000, 8000])
@@ -79,8 +86,11 @@ class TestKillNine:
             d.kill9()
         final = Daemon(tmp_path, db_url, {"WORKERS": "2"}, name="final").start()
         try:
-            wait_for(lambda: len(data_files(folder, "processed")) == len(expected), 120,
-                     what="all files processed after restart")
+            wait_for(
+                lambda: len(data_files(folder, "processed")) == len(expected),
+                120,
+                what="all files processed after restart",
+            )
             time.sleep(0.5)
             check_invariants(final, folder, expected)
         finally:

@@ -22,17 +22,25 @@ def daemon(tmp_path: Path, db_url: str):
 
 
 def loaded_rows(d: Daemon, table: str) -> list[tuple]:
-    return [tuple(r) for r in query(d.url, d.root, f"SELECT * FROM ref.{table} ORDER BY _load_id, _row_number")]
+    return [
+        tuple(r) for r in query(d.url, d.root, f"SELECT * FROM ref.{table} ORDER BY _load_id, _row_number")
+    ]
 
 
 def tracking(d: Daemon) -> list:
-    return query(d.url, d.root, 'SELECT id, file_name, status, rows_loaded, moved_to, error_message '
-                                'FROM ref."File_Monitor_Tracking" ORDER BY id'.replace('"', '"'))
+    return query(
+        d.url,
+        d.root,
+        "SELECT id, file_name, status, rows_loaded, moved_to, error_message "
+        'FROM ref."File_Monitor_Tracking" ORDER BY id'.replace('"', '"'),
+    )
 
 
 class TestLifecycle:
     def test_dropped_file_is_loaded_and_moved_to_processed(self, daemon: Daemon):
-        """A stable file is loaded into ref.<table>, tracked as loaded, and moved to processed/ with a timestamp."""
+        """A stable file is loaded into ref.<table>, tracked as loaded, and moved to processed/ with a
+        timestamp.
+        """
         daemon.start().wait_healthy()
         folder = daemon.folder("ref", "fullload")
         drop(folder / "currencies_2024-01-31.csv", "code,name\nEUR,Euro\nUSD,US Dollar\n")
@@ -42,13 +50,18 @@ class TestLifecycle:
         assert not (folder / "currencies_2024-01-31.csv").exists()
         rows = query(daemon.url, daemon.root, "SELECT code, name FROM ref.currencies ORDER BY _row_number")
         assert [tuple(r) for r in rows] == [("EUR", "Euro"), ("USD", "US Dollar")]
-        track = query(daemon.url, daemon.root,
-                      'SELECT status, rows_loaded, is_reference_data, moved_to FROM ref."File_Monitor_Tracking"')
+        track = query(
+            daemon.url,
+            daemon.root,
+            'SELECT status, rows_loaded, is_reference_data, moved_to FROM ref."File_Monitor_Tracking"',
+        )
         assert len(track) == 1 and track[0][0] == "loaded" and track[0][1] == 2 and track[0][2]
         assert track[0][3] == str(moved)
 
     def test_bad_file_goes_to_error_with_a_sidecar_and_the_daemon_keeps_going(self, daemon: Daemon):
-        """A ragged file lands in error/ with a sidecar naming the reason and the line; the next file still loads."""
+        """A ragged file lands in error/ with a sidecar naming the reason and the line; the next file still
+        loads.
+        """
         daemon.start().wait_healthy()
         folder = daemon.folder("noref", "append")
         drop(folder / "broken.csv", "a,b\n1,2\n3,4,5\n")
@@ -70,8 +83,12 @@ class TestLifecycle:
         drop(folder / "events.csv", "id\n1\n2\n")
         wait_for(lambda: len(data_files(folder, "processed")) == 2, 30, what="second file processed")
         assert len(loaded_rows(daemon, "events")) == 2
-        statuses = [r[0] for r in query(daemon.url, daemon.root,
-                                         'SELECT status FROM ref."File_Monitor_Tracking" ORDER BY id')]
+        statuses = [
+            r[0]
+            for r in query(
+                daemon.url, daemon.root, 'SELECT status FROM ref."File_Monitor_Tracking" ORDER BY id'
+            )
+        ]
         assert statuses == ["loaded", "duplicate"]
 
 
@@ -91,7 +108,9 @@ class TestStability:
                     time.sleep(0.4)  # < 5 checks x 0.2 s
             wait_for(lambda: data_files(folder, "processed"), 40, what="slow file processed")
             assert len(loaded_rows(d, "slow")) == 800
-            assert [r[0] for r in query(d.url, d.root, 'SELECT status FROM ref."File_Monitor_Tracking"')] == ["loaded"]
+            assert [r[0] for r in query(d.url, d.root, 'SELECT status FROM ref."File_Monitor_Tracking"')] == [
+                "loaded"
+            ]
         finally:
             d.terminate()
 
@@ -102,8 +121,13 @@ class TestStability:
             d.wait_healthy()
             folder = d.folder("ref", "fullload")
             path = drop(folder / "gone.csv", "a\n1\n")
-            wait_for(lambda: any("gone.csv" in w["file"] for w in d.get_json("/status")[1]["waiting_for_stability"]),
-                     20, what="file waiting for stability")
+            wait_for(
+                lambda: any(
+                    "gone.csv" in w["file"] for w in d.get_json("/status")[1]["waiting_for_stability"]
+                ),
+                20,
+                what="file waiting for stability",
+            )
             path.unlink()
             wait_for(lambda: not d.get_json("/status")[1]["waiting_for_stability"], 20, what="file forgotten")
             assert query(d.url, d.root, 'SELECT COUNT(*) FROM ref."File_Monitor_Tracking"')[0][0] == 0
@@ -112,7 +136,9 @@ class TestStability:
             d.terminate()
 
     def test_done_marker_makes_a_file_ready_at_once_and_moves_with_it(self, tmp_path: Path, db_url: str):
-        """With a <name>.done marker the file loads without waiting for the checks, and the marker moves along."""
+        """With a <name>.done marker the file loads without waiting for the checks, and the marker moves
+        along.
+        """
         d = Daemon(tmp_path, db_url, {"STABILITY_CHECKS": "1000"}).start()
         try:
             d.wait_healthy()

@@ -47,7 +47,9 @@ class TestAdapterChoice:
 
 class TestSqlServerBatching:
     def test_input_sizes_follow_the_longest_value_in_the_batch(self):
-        """Input sizes are the batch's longest value per column, so pyodbc never allocates NVARCHAR(MAX) per cell."""
+        """Input sizes are the batch's longest value per column, so pyodbc never allocates NVARCHAR(MAX) per
+        cell.
+        """
         rows = [[1, "ab", "x"], [2, "abcdef", ""], [3, "a", "y" * 10]]
         assert mssql_input_sizes(rows, 3) == [(-5, 0, 0), (-9, 6, 0), (-9, 10, 0)]
 
@@ -74,7 +76,9 @@ class TestSqlServerBatching:
 
 class TestEveryLoaderStatementCompilesForSqlServer:
     def test_statements_of_a_real_load_compile_for_mssql_within_limits(self, tmp_path: Path):
-        """Every SQLAlchemy statement a fullload+append issues compiles for SQL Server, quotes hostile names, <2,100 params."""
+        """Every SQLAlchemy statement a fullload+append issues compiles for SQL Server, quotes hostile names,
+        <2,100 params.
+        """
         settings = make_settings(tmp_path, f"sqlite:///{tmp_path}/r.db")
         db = open_db(settings)
         seen: list[sa.ClauseElement] = []

@@ -44,7 +44,9 @@ def model_columns(table) -> dict[str, tuple[str, bool]]:
 
 @pytest.mark.parametrize("table_name", sorted(SCRIPTS))
 def test_script_columns_match_the_model(table_name):
-    """Every column of init-db's table is in the T-SQL script with the same type and nullability, and no more."""
+    """Every column of init-db's table is in the T-SQL script with the same type and nullability, and no
+    more.
+    """
     catalog = build_catalog("ref", "bkp")
     table = {t.name: t for t in (catalog.tracking, catalog.events, catalog.reference_cfg)}[table_name]
     text = (SQL / SCRIPTS[table_name]).read_text(encoding="utf-8")
