@@ -218,8 +218,8 @@ class ProfileObserver:
         self.flush()
         started = time.perf_counter()
         self.rows += len(rows)
-        for column, values in zip(self.columns, columns, strict=True):
-            column.add(values)
+        for column, cells in zip(self.columns, columns, strict=True):
+            column.add(cells)
         self.seconds += time.perf_counter() - started
 
     def result(self) -> tuple[ColumnType, ...]:

@@ -49,7 +49,10 @@ def db_status(db: Database, *, recent: int = 20) -> dict[str, Any]:
             .order_by(t.c.id.desc())
             .limit(recent)
         ).all()
-        counts = dict(conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all())
+        counts: dict[str, int] = {
+            str(status): int(n)
+            for status, n in conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status))
+        }
     return {
         "in_flight": [_row(r) for r in in_flight],
         "last_results": [_row(r) for r in last],

@@ -22,7 +22,7 @@ send a batch of rows fast, and how to take the publish lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -54,11 +54,11 @@ def text_width(max_length: int) -> int | None:
 class DialectAdapter(Protocol):
     """The per-database seam. Implementations are stateless apart from configuration."""
 
-    name: str
+    name: ClassVar[str]
     #: Longest identifier the database keeps without truncating.
-    max_identifier_length: int
+    max_identifier_length: ClassVar[int]
     #: Bound parameters one statement may carry (for multi-row VALUES fallbacks).
-    max_parameters: int
+    max_parameters: ClassVar[int]
 
     def create_engine(self, url: URL, settings: Settings) -> Engine: ...
 
@@ -115,7 +115,7 @@ class _Base:
         if kind is ColumnKind.DATE:
             return sa.Date()
         if kind is ColumnKind.DATETIME:
-            return sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
+            return sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
         return self.text_type(column_type.length)
 
     def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
@@ -448,7 +448,7 @@ def _sqlite_quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_ADAPTERS: dict[str, type[_Base]] = {
+_ADAPTERS: dict[str, Callable[[], DialectAdapter]] = {
     "sqlite": SQLiteAdapter,
     "postgresql": PostgreSQLAdapter,
     "mssql": MSSQLAdapter,

@@ -21,7 +21,7 @@ FINAL_STATUSES = ("loaded", "duplicate", "error", "cancelled", "interrupted", "r
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: Timestamps: DATETIME2 on SQL Server (DATETIME rounds to 3 ms and is the legacy type).
-TIMESTAMP = sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")
+TIMESTAMP = sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
