@@ -145,4 +145,7 @@ def retry(db: Database | None, base: Path, target: str) -> Path:
         raise NotFoundError(f"{error_file} does not exist (already retried or removed?)")
     if error_file.parent.name != lifecycle.ERROR:
         raise IngestError(f"{error_file} is not in an error/ folder")
-    return lifecycle.move_back_for_retry(error_file)
+    try:
+        return lifecycle.move_back_for_retry(error_file)
+    except (ValueError, FileExistsError) as exc:
+        raise IngestError(f"cannot retry {error_file.name}: {exc}") from None

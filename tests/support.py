@@ -64,6 +64,7 @@ def export_rows(
 
 def run_cli(args: Sequence[str], capsys: Any) -> tuple[int, str, str]:
     """Run `python -m backend ARGS` in-process with no .env file; returns (code, stdout, stderr)."""
+    capsys.readouterr()  # drop what earlier steps of the test printed (e.g. unconfigured log lines)
     code = main(["--env-file", "/nonexistent/.env", *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
