@@ -42,6 +42,7 @@ from backend.db.engine import Database, open_database
 from backend.errors import (
     CancelledError,
     DatabaseUnavailableError,
+    FileChangedError,
     FileRejectedError,
     IngestError,
     RetryableError,
@@ -111,6 +112,9 @@ def process_file(rt: Runtime, ready: ReadyFile) -> str:
             bound.info(
                 "claimed by another process", holder=outcome.holder.owner, tracking_id=outcome.holder.id
             )
+            # Look again after the next stability window: if the holder dies before moving the
+            # file, nobody else would ever pick it up.
+            rt.tracker.forget(path)
             return "held"
         if isinstance(outcome, claim.AlreadyLoaded):
             return _already_loaded(rt, path, folder, request, table, size, outcome)
@@ -182,23 +186,37 @@ def _already_loaded(
     holder = outcome.holder
     if outcome.recovered:
         # Our own earlier load committed, then the process died before moving the file.
-        moved = lifecycle.move_to_processed(path, folder, time.time())
+        try:
+            moved = lifecycle.move_to_processed(path, folder, time.time())
+        except FileNotFoundError:
+            return "gone"
         _record_move(db, holder.id, moved, event_name="moved_after_recovery")
         log.warning(
             "moved a file whose load had committed before a restart", file=path.name, tracking_id=holder.id
         )
         return "loaded"
+    if not os.path.lexists(path):
+        # Another daemon loaded and moved this very file while we were hashing it.
+        return "gone"
+    # The row stays `processing` until the file is in processed/: a duplicate row must never
+    # name a file that another daemon moved (or someone deleted) under our feet.
     duplicate_id = tracking.start(db, request, table=table, size=size, mtime=None)
-    tracking.update(
+    try:
+        moved = lifecycle.move_to_processed(path, folder, time.time())
+    except FileNotFoundError:
+        tracking.finish_failed(
+            db, duplicate_id, "retry", FileChangedError(f"{path.name}: disappeared before it could be moved")
+        )
+        return "gone"
+    _record_move(
         db,
         duplicate_id,
+        moved,
         status="duplicate",
         processed_at=tracking.utcnow(),
         rows_loaded=0,
         error_message=f"same content as load {holder.id} ({holder.file_name}); not loaded again",
     )
-    moved = lifecycle.move_to_processed(path, folder, time.time())
-    _record_move(db, duplicate_id, moved)
     rt.metrics.record_file("duplicate")
     rt.remember({"tracking_id": duplicate_id, "file": path.name, "status": "duplicate", "table": table})
     log.info(
@@ -244,13 +262,16 @@ def _detection_of(db: Database, tracking_id: int) -> Any:
     return None
 
 
-def _record_move(db: Database, tracking_id: int, moved: Path, event_name: str = "moved") -> None:
+def _record_move(
+    db: Database, tracking_id: int, moved: Path, event_name: str = "moved", **values: Any
+) -> None:
+    """Record where the file went, with any final column `values`, in one transaction."""
     t = db.catalog.tracking
     with db.write() as conn:
         conn.execute(
             sa.update(t)
             .where(t.c.id == tracking_id)
-            .values(moved_to=str(moved), updated_at=tracking.utcnow())
+            .values(moved_to=str(moved), updated_at=tracking.utcnow(), **values)
         )
         tracking.add_event(conn, db, tracking_id, event_name, {"to": str(moved)})
 

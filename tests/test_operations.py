@@ -118,7 +118,7 @@ class TestRetention:
 
 class TestUndecodable:
     def test_invalid_utf8_deep_in_a_file_fails_with_line_and_offset(self, env, tmp_path):
-        """Bytes that are not UTF-8 past the detection sample fail the load, naming the line and byte offset."""
+        """Non-UTF-8 bytes past the detection sample fail the load, naming the line and byte offset."""
         settings, db = env
         path = tmp_path / "deep.csv"
         head = "id,name\n" + "".join(f"{i},name {i} é\n" for i in range(60000))
