@@ -67,7 +67,10 @@ class TestLifecycle:
         drop(folder / "broken.csv", "a,b\n1,2\n3,4,5\n")
         wait_for(lambda: data_files(folder, "error"), 30, what="file in error/")
         moved = data_files(folder, "error")[0]
-        sidecar = json.loads((moved.parent / (moved.name + ".error.json")).read_text())
+        sidecar_path = moved.parent / (moved.name + ".error.json")
+        # The sidecar is written right after the move; give it a moment on a busy machine.
+        wait_for(sidecar_path.exists, 10, what="sidecar")
+        sidecar = json.loads(sidecar_path.read_text())
         assert "line 3" in sidecar["reason"] and sidecar["stage"] == "stage" and sidecar["rows"] == [3]
         assert sidecar["tracking_id"] is not None
         drop(folder / "fine.csv", "a,b\n1,2\n")
@@ -146,8 +149,12 @@ class TestStability:
             drop(folder / "flags.csv", "flag\nx\n")
             (folder / "flags.csv.done").write_text("")
             wait_for(lambda: data_files(folder, "processed"), 20, what="marked file processed")
-            names = [p.name for p in files_in(folder, "processed")]
-            assert any(n.endswith("flags.csv.done") for n in names)
+            # The marker follows its file in the same move step.
+            wait_for(
+                lambda: any(p.name.endswith("flags.csv.done") for p in files_in(folder, "processed")),
+                10,
+                what="marker moved along",
+            )
             assert not (folder / "flags.csv.done").exists()
         finally:
             d.terminate()
