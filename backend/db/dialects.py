@@ -139,13 +139,19 @@ class _Base:
     def begin_write(self, conn: Connection) -> None:
         conn.begin()
 
+    #: ALTER COLUMN syntax: PostgreSQL says TYPE, SQL Server repeats the nullability.
+    _alter_column = "ALTER TABLE {table} ALTER COLUMN {column} TYPE {type}"
+
     def widen_column(
         self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
     ) -> None:
         preparer = conn.dialect.identifier_preparer
-        target, name = preparer.format_table(table), preparer.quote(column)
         conn.exec_driver_sql(
-            f"ALTER TABLE {target} ALTER COLUMN {name} TYPE {type_.compile(dialect=conn.dialect)}"
+            self._alter_column.format(
+                table=preparer.format_table(table),
+                column=preparer.quote(column),
+                type=type_.compile(dialect=conn.dialect),
+            )
         )
 
     def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str | None = None) -> Any:
@@ -336,14 +342,7 @@ class MSSQLAdapter(_Base):
         width = text_width(max_length)
         return sa.UnicodeText() if width is None else sa.Unicode(width)
 
-    def widen_column(
-        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
-    ) -> None:
-        preparer = conn.dialect.identifier_preparer
-        target, name = preparer.format_table(table), preparer.quote(column)
-        conn.exec_driver_sql(
-            f"ALTER TABLE {target} ALTER COLUMN {name} {type_.compile(dialect=conn.dialect)} NULL"
-        )
+    _alter_column = "ALTER TABLE {table} ALTER COLUMN {column} {type} NULL"
 
     def parse_date(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str) -> Any:
         style = _MSSQL_DATE_STYLES.get(date_format.split(" ")[0].split("T")[0])

@@ -109,3 +109,31 @@ class TestEveryLoaderStatementCompilesForSqlServer:
         """A column named with a closing bracket is quoted as [a]]...] so it cannot end the identifier."""
         table = sa.Table("t", sa.MetaData(), sa.Column("a]; DROP TABLE x;--", sa.Unicode(10)), schema="ref")
         assert "[a]]; DROP TABLE x;--]" in str(sa.select(table).compile(dialect=MSSQL))
+
+
+class _RecordingConnection:
+    """Stands in for a connection only to capture the SQL text an adapter emits (no server here)."""
+
+    def __init__(self, dialect: sa.engine.Dialect) -> None:
+        self.dialect = dialect
+        self.sql: list[str] = []
+
+    def exec_driver_sql(self, statement: str) -> None:
+        self.sql.append(statement)
+
+
+class TestRawSqlServerStatements:
+    def test_widening_a_column_uses_t_sql_syntax_and_quoting(self):
+        """SQL Server's ALTER COLUMN repeats nullability and bracket-quotes a hostile column name."""
+        conn = _RecordingConnection(MSSQL)
+        table = sa.Table("t", sa.MetaData(), sa.Column("a]x", sa.Unicode(10)), schema="ref")
+        adapter = MSSQLAdapter()
+        adapter.widen_column(conn, table, "a]x", adapter.text_type(100))  # type: ignore[arg-type]
+        assert conn.sql == ["ALTER TABLE ref.t ALTER COLUMN [a]]x] NVARCHAR(128) NULL"]
+
+    def test_publish_lock_takes_a_table_lock_that_lets_readers_in(self):
+        """The SQL Server publish lock is UPDLOCK+TABLOCK+HOLDLOCK (writers wait, readers do not)."""
+        conn = _RecordingConnection(MSSQL)
+        table = sa.Table("rates", sa.MetaData(), sa.Column("c", sa.Unicode(10)), schema="ref")
+        MSSQLAdapter().lock_for_publish(conn, table)  # type: ignore[arg-type]
+        assert conn.sql == ["SELECT COUNT(*) FROM ref.rates WITH (UPDLOCK, TABLOCK, HOLDLOCK)"]
