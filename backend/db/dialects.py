@@ -243,7 +243,8 @@ class SQLiteAdapter(_Base):
         # affinity and turn "2024-01-31" into 2024. A Python function registered on connect
         # rewrites them into that layout instead.
         if isinstance(target, (sa.Date, sa.DateTime)):
-            if not date_format:
+            if not date_format or date_format in _SQLITE_NATIVE_FORMATS:
+                # Already in the layout SQLAlchemy reads back: no per-value Python call.
                 return value
             kind = "datetime" if isinstance(target, sa.DateTime) else "date"
             return sa.func.refdata_strptime(value, date_format, kind)
@@ -413,6 +414,8 @@ _MSSQL_DATE_STYLES = {
     "%m/%d/%Y": 101, "%m-%d-%Y": 110, "%m.%d.%Y": 101,
     "%Y/%m/%d": 111, "%Y.%m.%d": 102, "%Y-%m-%d": 23,
 }  # fmt: skip
+#: Date formats SQLite can store as written (SQLAlchemy's Date/DateTime read them back as is).
+_SQLITE_NATIVE_FORMATS = frozenset({"%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"})
 _PG_PARTS = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "HH24", "%M": "MI", "%S": "SS", "%f": "US"}
 
 
