@@ -47,6 +47,7 @@ def publish(
     is_reference: bool,
     tracking_values: dict[str, Any],
     convert: bool = True,
+    events: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> Published:
     """Move `source` rows (columns ``_row_number`` then the plan's columns) into the live table.
 
@@ -97,6 +98,8 @@ def publish(
             **tracking_values,
         )
     )
+    for name, details in events:
+        add_event(conn, db, tracking_id, name, details)
     add_event(
         conn,
         db,

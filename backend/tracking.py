@@ -124,14 +124,18 @@ def event(db: Database, tracking_id: int, name: str, details: dict[str, Any] | N
         add_event(conn, db, tracking_id, name, details)
 
 
-def update(db: Database, tracking_id: int, **values: Any) -> None:
-    """Set columns of a tracking row in its own short transaction (also renews the heartbeat)."""
+def update(
+    db: Database, tracking_id: int, *, event: tuple[str, dict[str, Any]] | None = None, **values: Any
+) -> None:
+    """Set columns of a tracking row (and add `event`) in one short transaction; renews the heartbeat."""
     now = utcnow()
     values.setdefault("updated_at", now)
     values.setdefault("heartbeat_at", now)
     t = db.catalog.tracking
     with db.write() as conn:
         conn.execute(sa.update(t).where(t.c.id == tracking_id).values(**values))
+        if event is not None:
+            add_event(conn, db, tracking_id, *event)
 
 
 def record_detection(
@@ -148,6 +152,7 @@ def record_detection(
         detected_headers=to_json(list(detection.headers)),
         detection=to_json({**detection.to_dict(), "columns": list(columns)}),
         rows_estimated=detection.estimated_rows,
+        event=("detected", detection.to_dict()),
     )
 
 
