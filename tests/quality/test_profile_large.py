@@ -49,7 +49,9 @@ class TestLargeFile:
         ident, grp, amount = profile["columns"]
         assert (ident["min"], ident["max"], ident["nulls"]) == (1, self.ROWS, 0)
         assert ident["mean"] == pytest.approx((self.ROWS + 1) / 2)
-        assert ident["distinct_approximate"] is True and abs(ident["distinct"] - self.ROWS) < 0.05 * self.ROWS
+        # k-minimum-values with k=2048 has a standard error of about 2.2 %, and str hashes are
+        # salted per process: 10 % (4.5 standard errors) keeps this check from flaking.
+        assert ident["distinct_approximate"] is True and abs(ident["distinct"] - self.ROWS) < 0.10 * self.ROWS
         assert sorted(grp["top"]) == [[c, self.ROWS // 5] for c in "ABCDE"]  # ties: any order
         assert (amount["min"], amount["max"], amount["distinct"]) == (0.5, 999.5, 1000)
         assert amount["stddev"] == pytest.approx(math.sqrt((1000**2 - 1) / 12), rel=1e-3)
