@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -23,8 +25,7 @@ import structlog
 from backend import tracking
 from backend.db.engine import Database
 from backend.db.schema import STATUS_PROCESSING
-from backend.errors import DatabaseUnavailableError
-from backend.loader import open_regular_file
+from backend.errors import DatabaseUnavailableError, FileChangedError, FileRejectedError
 from backend.models import LoadRequest
 from backend.tracking import ClaimConflictError, TrackingRow, utcnow
 
@@ -32,10 +33,43 @@ log = structlog.get_logger(__name__)
 
 
 def hash_file(path: Path) -> tuple[str, int, float]:
-    """SHA-256, size and mtime of a file, read without following symlinks."""
+    """SHA-256, size and mtime of a file, read without following symlinks.
+
+    Raises:
+        FileRejectedError: not a regular file, unreadable, or a hard link (another name shares
+            its data: it could expose a file the uploader may not read).
+        FileChangedError: the file disappeared.
+    """
     digest = hashlib.sha256()
-    with open_regular_file(path) as f:
-        info = os.fstat(f.fileno())
+    # O_NONBLOCK: opening a FIFO swapped in after the scan must not hang the worker.
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    )
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise FileChangedError(f"{path.name}: file disappeared before it could be read", path=path) from None
+    except PermissionError:
+        raise FileRejectedError(
+            f"{path.name}: permission denied reading the file", path=path, stage="read"
+        ) from None
+    except OSError as exc:
+        raise FileRejectedError(
+            f"{path.name}: cannot open ({exc.strerror or exc}); symlinks are not followed",
+            path=path,
+            stage="read",
+        ) from None
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileRejectedError(f"{path.name}: not a regular file", path=path, stage="read")
+        if info.st_nlink > 1:
+            raise FileRejectedError(
+                f"{path.name}: has {info.st_nlink} hard links; a hard-linked file may be another "
+                "file's data and is not loaded (copy it instead)",
+                path=path,
+                stage="read",
+            )
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest(), info.st_size, info.st_mtime
@@ -105,25 +139,26 @@ def claim(db: Database, request: LoadRequest, table: str, size: int, mtime: floa
             recover_row(db, holder.id, "owner stopped while loading")
             continue
         same_file = holder.file_path == str(request.path) and holder.moved_to is None
-        if same_file and alive:
-            # Its owner loaded this very file and is about to move it: not ours to touch.
+        if same_file and alive and holder.owner != tracking.OWNER:
+            # Its owner loaded this very file and is about to move it: not ours to touch. Our
+            # own such row means our move failed earlier (folder not writable, share gone).
             return HeldElsewhere(holder)
         return AlreadyLoaded(holder, recovered=same_file)
     raise DatabaseUnavailableError(f"{request.path.name}: claim kept changing hands; will try again")
 
 
-def recover_row(db: Database, tracking_id: int, reason: str) -> bool:
-    """Close a `processing` row whose owner is gone; True if this call closed it."""
+def recover_row(db: Database, tracking_id: int, reason: str, status: str = "interrupted") -> bool:
+    """Close a `processing` row whose owner is gone (or gave up); True if this call closed it."""
     t = db.catalog.tracking
     with db.write() as conn:
         closed = conn.execute(
             sa.update(t)
             .where(t.c.id == tracking_id, t.c.status == STATUS_PROCESSING)
             .values(
-                status="interrupted",
+                status=status,
                 claim_key=None,
                 error_stage="recovery",
-                error_message=f"interrupted: {reason}; the file is loaded again when found",
+                error_message=f"{status}: {reason}; the file is loaded again when found",
                 processed_at=utcnow(),
                 updated_at=utcnow(),
             )
@@ -150,6 +185,121 @@ def recover_stale(db: Database) -> int:
             log.warning("recovered an interrupted load", tracking_id=row.id, owner=row.owner)
             count += 1
     return count
+
+
+#: How far back `reconcile_moves` looks for final rows that never recorded where their file went.
+RECONCILE_DAYS = 7
+
+
+def reconcile_moves(db: Database) -> int:
+    """Finish the bookkeeping of attempts whose owner died between a final status and the file's move.
+
+    A kill can land between the commit of a final status and the move (the file is still in the
+    drop folder) or between the move and the row that records it (the file is in processed/ or
+    error/ but the row does not say so). For each such row of a dead owner:
+
+    - the file is still in its drop folder: a `loaded` row is left alone (the next scan finds
+      the file, recognises the load and only moves it); any other final row did not finish, so
+      it becomes `interrupted` and the file is tried again;
+    - the file has gone: its copy in processed/ or error/ is found (by the sidecar's tracking id,
+      or by name and SHA-256) and recorded.
+
+    Returns:
+        The number of rows updated.
+    """
+    t = db.catalog.tracking
+    since = utcnow() - timedelta(days=RECONCILE_DAYS)
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(
+                t.c.id, t.c.file_path, t.c.file_hash, t.c.status, t.c.owner, t.c.heartbeat_at, t.c.updated_at
+            ).where(
+                t.c.status.in_(("loaded", "duplicate", "error", "cancelled")),
+                t.c.moved_to.is_(None),
+                t.c.updated_at >= since,
+            )
+        ).all()
+    now = utcnow()
+    done = 0
+    for row in rows:
+        age = (now - row.heartbeat_at).total_seconds() if row.heartbeat_at else None
+        if owner_alive(row.owner, age, db.settings.lease_seconds):
+            continue
+        path = Path(row.file_path)
+        if os.path.lexists(path):
+            if row.status != "loaded":
+                done += _reopen(db, row.id)
+            continue
+        found = _find_moved(db, path, row.id, row.status, row.file_hash)
+        if found is not None:
+            with db.write() as conn:
+                conn.execute(sa.update(t).where(t.c.id == row.id).values(moved_to=str(found), updated_at=now))
+                tracking.add_event(
+                    conn, db, row.id, "move_reconciled", {"to": str(found), "by": tracking.OWNER}
+                )
+            log.warning("recorded where a file went before its owner died", tracking_id=row.id, to=str(found))
+            done += 1
+    return done
+
+
+def _reopen(db: Database, tracking_id: int) -> int:
+    t = db.catalog.tracking
+    with db.write() as conn:
+        changed = conn.execute(
+            sa.update(t)
+            .where(t.c.id == tracking_id, t.c.moved_to.is_(None))
+            .values(
+                status="interrupted",
+                claim_key=None,
+                error_message="interrupted: the owner died before moving the file; it is tried again",
+                updated_at=utcnow(),
+            )
+        ).rowcount
+        if changed:
+            tracking.add_event(
+                conn, db, tracking_id, "recovered", {"reason": "not moved", "by": tracking.OWNER}
+            )
+    return int(changed or 0)
+
+
+def _find_moved(db: Database, path: Path, tracking_id: int, status: str, sha256: str | None) -> Path | None:
+    """The file `path` became in processed/ or error/, if it can be told apart from every other one."""
+    from backend import lifecycle
+
+    to_error = status not in ("loaded", "duplicate")
+    sub = path.parent / (lifecycle.ERROR if to_error else lifecycle.PROCESSED)
+    try:
+        with os.scandir(sub) as entries:
+            names = [
+                e.name
+                for e in entries
+                if lifecycle.is_moved_name(e.name, path.name) and e.is_file(follow_symlinks=False)
+            ]
+    except OSError:
+        return None
+    if not names:
+        return None
+    candidates = [str(sub / name) for name in sorted(names)]
+    t = db.catalog.tracking
+    with db.read() as conn:
+        taken = {v for (v,) in conn.execute(sa.select(t.c.moved_to).where(t.c.moved_to.in_(candidates)))}
+    for entry in candidates:
+        if entry in taken:
+            continue
+        candidate = Path(entry)
+        if to_error:
+            if (lifecycle.read_sidecar(candidate) or {}).get("tracking_id") == tracking_id:
+                return candidate
+            continue
+        if sha256 is None:
+            continue
+        try:
+            same, _, _ = hash_file(candidate)
+        except (FileRejectedError, FileChangedError):
+            continue
+        if same == sha256:
+            return candidate
+    return None
 
 
 def renew(db: Database, tracking_ids: list[int]) -> None:

@@ -166,7 +166,9 @@ def move_to_error(path: Path, folder: Path, now: float, sidecar: Mapping[str, An
         file stays in error/ without it (the file's place matters more than its description).
     """
     path = Path(path)
-    mode = stat.S_IMODE(path.lstat().st_mode)
+    info = path.lstat()
+    # A symlink's own mode is 0o777 whatever it points at: its sidecar gets owner-only rights.
+    mode = stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else 0o600
     dest = _move_with_markers(path, Path(folder) / ERROR, now, reserve_bytes=len(SIDECAR_SUFFIX))
     body = dict(sidecar)
     body["file"] = str(path)
@@ -197,6 +199,17 @@ def original_name(name: str) -> str:
     """`name` without the ``<YYYYMMDD_HHMMSS>[-n]_`` prefix our moves add."""
     match = _PREFIX_RE.match(name)
     return match.group(2) if match else name
+
+
+def is_moved_name(moved: str, original: str) -> bool:
+    """Whether `moved` (a name in processed/ or error/) is what a move of `original` would be called."""
+    match = _PREFIX_RE.match(moved)
+    if not match or moved.endswith(SIDECAR_SUFFIX):
+        return False
+    if match.group(2) == original:
+        return True
+    # A name shortened to fit NAME_MAX keeps a tag of the full name (see `_fit_name`).
+    return "~" + hashlib.sha256(os.fsencode(original)).hexdigest()[:8] in match.group(2)
 
 
 def error_files(base: Path) -> list[Path]:

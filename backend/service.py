@@ -83,6 +83,10 @@ class Runtime:
     db_failures: int = 0
     watcher_alive: bool = True
     recent: list[dict[str, Any]] = field(default_factory=list)
+    #: Our `processing` rows left open because the database failed; closed when it is back.
+    orphans: dict[int, str] = field(default_factory=dict)
+    #: Files moved while the database could not record it: tracking id -> (new path, values).
+    unrecorded_moves: dict[int, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
 
     def remember(self, outcome: dict[str, Any]) -> None:
         with self.lock:
@@ -103,6 +107,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> str:
     is_reference, load_type = kind
     folder = path.parent
     tracking_id: int | None = None
+    loaded_id: int | None = None
     try:
         sha256, size, mtime = claim.hash_file(path)
         table = table_name_from_file(path, db.adapter.max_identifier_length)
@@ -133,12 +138,12 @@ def process_file(rt: Runtime, ready: ReadyFile) -> str:
             ),
             LoadHooks(check_cancel=_cancel_checker(rt, path)),
         )
-        moved = lifecycle.move_to_processed(path, folder, time.time())
-        _record_move(db, tracking_id, moved)
+        # From here on the data is committed: nothing below may mark the load failed.
+        loaded_id, tracking_id = tracking_id, None
         rt.metrics.record_file("loaded", rows=result.rows_loaded, seconds=result.seconds)
         rt.remember(
             {
-                "tracking_id": tracking_id,
+                "tracking_id": loaded_id,
                 "file": path.name,
                 "status": "loaded",
                 "table": result.table,
@@ -146,31 +151,120 @@ def process_file(rt: Runtime, ready: ReadyFile) -> str:
             }
         )
         _db_recovered(rt)
+        _move_loaded(rt, path, folder, loaded_id)
         return "loaded"
     except RetryableError as exc:
         rt.tracker.forget(path)
         if isinstance(exc, DatabaseUnavailableError):
             _db_failed(rt, exc)
+        if tracking_id is not None:
+            # Make sure the attempt is closed (the loader cannot while the database is away, and
+            # does not when the file vanished before it was opened): an open row of ours would
+            # keep the file "held" forever.
+            _close_attempt(rt, tracking_id, str(exc))
         bound.warning("will retry", reason=str(exc), stage=exc.stage)
         return "retry"
     except FileRejectedError as exc:
-        _reject(rt, path, folder, exc, tracking_id)
-        return "cancelled" if isinstance(exc, CancelledError) else "error"
+        return _reject(rt, path, folder, exc, tracking_id, kind)
     except IngestError as exc:
-        _reject(rt, path, folder, exc, tracking_id)
-        return "error"
+        return _reject(rt, path, folder, exc, tracking_id, kind)
     except Exception as exc:  # noqa: BLE001 - a bug must cost one file, never the daemon
-        bound.exception("unexpected failure", tracking_id=tracking_id)
+        bound.exception("unexpected failure", tracking_id=tracking_id or loaded_id)
+        if loaded_id is not None:
+            rt.tracker.forget(path)  # committed: never send it to error/; the move is retried
+            return "loaded"
         error = FileRejectedError(f"{path.name}: internal error {exc.__class__.__name__}: {exc}", stage="bug")
         if tracking_id is not None:
             with contextlib.suppress(IngestError):
                 tracking.finish_failed(db, tracking_id, "error", error)
-        _reject(rt, path, folder, error, tracking_id)
-        return "error"
+        return _reject(rt, path, folder, error, tracking_id, kind)
     finally:
         with rt.lock:
             rt.in_flight.pop(path, None)
         _remove_cancel_marker(path)
+
+
+def reject_entry(rt: Runtime, path: Path, reason: str) -> str:
+    """Send something that is not a regular file (symlink, FIFO, device) to error/ with its reason."""
+    kind = lifecycle.classify(path, rt.settings.dropoff_base_path)
+    if kind is None:
+        return "ignored"
+    error = FileRejectedError(f"{path.name}: {reason}; only regular files are loaded", stage="read")
+    try:
+        return _reject(rt, path, path.parent, error, None, kind)
+    except Exception:  # never let one entry stop the daemon
+        log.exception("could not reject a non-regular file", file=path.name)
+        return "retry"
+
+
+def _move_loaded(rt: Runtime, path: Path, folder: Path, tracking_id: int, event_name: str = "moved") -> bool:
+    """Move a loaded file to processed/ and record it; on failure leave it for a later attempt.
+
+    The load is committed, so a file that cannot be moved (folder not writable, share gone)
+    stays `loaded`: the next scan finds the same bytes, recognises its own load and only
+    moves it.
+    """
+    try:
+        moved = lifecycle.move_to_processed(path, folder, time.time())
+    except OSError as exc:
+        rt.tracker.forget(path)
+        log.error(
+            "loaded, but the file could not be moved to processed/; will try again",
+            file=path.name,
+            tracking_id=tracking_id,
+            error=exc.strerror or str(exc),
+        )
+        with contextlib.suppress(IngestError):
+            tracking.event(rt.db, tracking_id, "move_failed", {"error": exc.strerror or str(exc)})
+        return False
+    _record_move_later_if_needed(rt, tracking_id, moved, event_name=event_name)
+    return True
+
+
+def _record_move_later_if_needed(
+    rt: Runtime, tracking_id: int, moved: Path, event_name: str = "moved", **values: Any
+) -> None:
+    try:
+        _record_move(rt.db, tracking_id, moved, event_name=event_name, **values)
+    except IngestError as exc:
+        # The file has moved; its row must say so once the database is back.
+        log.warning(
+            "could not record where the file went; will retry", tracking_id=tracking_id, error=str(exc)
+        )
+        with rt.lock:
+            rt.unrecorded_moves[tracking_id] = (moved, values)
+        if isinstance(exc, DatabaseUnavailableError):
+            _db_failed(rt, exc)
+
+
+def _close_attempt(rt: Runtime, tracking_id: int, reason: str) -> None:
+    """Close our `processing` row of an abandoned attempt as `retry`, now or once the database is back."""
+    try:
+        claim.recover_row(rt.db, tracking_id, reason, status="retry")
+    except IngestError:
+        with rt.lock:
+            rt.orphans[tracking_id] = reason
+
+
+def _catch_up(rt: Runtime) -> None:
+    """Close rows orphaned by a database failure and record moves the database missed."""
+    with rt.lock:
+        orphans = list(rt.orphans.items())
+        moves = list(rt.unrecorded_moves.items())
+    for tracking_id, reason in orphans:
+        try:
+            claim.recover_row(rt.db, tracking_id, reason, status="retry")
+        except IngestError:
+            return
+        with rt.lock:
+            rt.orphans.pop(tracking_id, None)
+    for tracking_id, (moved, values) in moves:
+        try:
+            _record_move(rt.db, tracking_id, moved, **values)
+        except IngestError:
+            return
+        with rt.lock:
+            rt.unrecorded_moves.pop(tracking_id, None)
 
 
 def _already_loaded(
@@ -185,15 +279,12 @@ def _already_loaded(
     db = rt.db
     holder = outcome.holder
     if outcome.recovered:
-        # Our own earlier load committed, then the process died before moving the file.
-        try:
-            moved = lifecycle.move_to_processed(path, folder, time.time())
-        except FileNotFoundError:
-            return "gone"
-        _record_move(db, holder.id, moved, event_name="moved_after_recovery")
-        log.warning(
-            "moved a file whose load had committed before a restart", file=path.name, tracking_id=holder.id
-        )
+        # Our own earlier load committed, then the process died (or the move failed) before
+        # the file reached processed/.
+        if _move_loaded(rt, path, folder, holder.id, event_name="moved_after_recovery"):
+            log.warning(
+                "moved a file whose load had committed earlier", file=path.name, tracking_id=holder.id
+            )
         return "loaded"
     if not os.path.lexists(path):
         # Another daemon loaded and moved this very file while we were hashing it.
@@ -203,11 +294,11 @@ def _already_loaded(
     duplicate_id = tracking.start(db, request, table=table, size=size, mtime=None)
     try:
         moved = lifecycle.move_to_processed(path, folder, time.time())
-    except FileNotFoundError:
-        tracking.finish_failed(
-            db, duplicate_id, "retry", FileChangedError(f"{path.name}: disappeared before it could be moved")
-        )
-        return "gone"
+    except OSError as exc:
+        rt.tracker.forget(path)
+        why = "disappeared" if isinstance(exc, FileNotFoundError) else f"could not be moved ({exc.strerror})"
+        tracking.finish_failed(db, duplicate_id, "retry", FileChangedError(f"{path.name}: {why}"))
+        return "gone" if isinstance(exc, FileNotFoundError) else "retry"
     _record_move(
         db,
         duplicate_id,
@@ -225,8 +316,30 @@ def _already_loaded(
     return "duplicate"
 
 
-def _reject(rt: Runtime, path: Path, folder: Path, exc: IngestError, tracking_id: int | None) -> None:
+def _reject(
+    rt: Runtime,
+    path: Path,
+    folder: Path,
+    exc: IngestError,
+    tracking_id: int | None,
+    kind: tuple[bool, Any],
+) -> str:
+    """Move a refused file to error/ with its sidecar and close its tracking row; returns the outcome."""
     status = "cancelled" if isinstance(exc, CancelledError) else "error"
+    db = rt.db
+    if tracking_id is None:
+        # Refused before any claim (unreadable, not a regular file, a hard link): it still
+        # gets its tracking row, and stays where it is until the database can take one.
+        is_reference, load_type = kind
+        request = LoadRequest(path=path, load_type=load_type, is_reference=is_reference)
+        try:
+            tracking_id = tracking.start(db, request, table=None, size=_size_of(path), mtime=None)
+        except IngestError as db_exc:
+            rt.tracker.forget(path)
+            if isinstance(db_exc, DatabaseUnavailableError):
+                _db_failed(rt, db_exc)
+            log.warning("refused file kept until its tracking row can be written", file=path.name)
+            return "retry"
     sidecar = {
         "reason": str(exc),
         "stage": exc.stage,
@@ -235,21 +348,55 @@ def _reject(rt: Runtime, path: Path, folder: Path, exc: IngestError, tracking_id
         "tracking_id": tracking_id,
         "details": exc.details,
     }
-    if tracking_id is not None:
-        row = tracking.get(rt.db, tracking_id) if rt.db_ok else None
-        if row is not None:
-            sidecar["detection"] = _detection_of(rt.db, tracking_id)
+    if rt.db_ok:
+        sidecar["detection"] = _detection_of(db, tracking_id)
     try:
         moved = lifecycle.move_to_error(path, folder, time.time(), sidecar)
     except FileNotFoundError:
         log.warning("file vanished before it could be moved to error/", file=path.name)
-        return
-    if tracking_id is not None:
         with contextlib.suppress(IngestError):
-            _record_move(rt.db, tracking_id, moved)
+            tracking.finish_failed(
+                db, tracking_id, "retry", FileChangedError(f"{exc}; then the file vanished")
+            )
+        return "gone"
+    except OSError as os_exc:
+        # error/ not writable or the share went away: not final, try again later.
+        rt.tracker.forget(path)
+        log.error(
+            "could not move the refused file to error/; will try again",
+            file=path.name,
+            reason=str(exc),
+            error=os_exc.strerror or str(os_exc),
+        )
+        with contextlib.suppress(IngestError):
+            tracking.finish_failed(
+                db,
+                tracking_id,
+                "retry",
+                FileRejectedError(f"{exc}; could not be moved to error/: {os_exc.strerror or os_exc}"),
+            )
+        return "retry"
+    _record_move_later_if_needed(
+        rt,
+        tracking_id,
+        moved,
+        status=status,
+        claim_key=None,
+        error_stage=exc.stage,
+        error_message=str(exc)[:4000],
+        processed_at=tracking.utcnow(),
+    )
     rt.metrics.record_file(status)
     rt.remember({"tracking_id": tracking_id, "file": path.name, "status": status, "error": str(exc)})
     log.warning("file rejected", file=path.name, reason=str(exc), stage=exc.stage, moved_to=str(moved))
+    return status
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return None
 
 
 def _detection_of(db: Database, tracking_id: int) -> Any:
@@ -308,9 +455,14 @@ def _db_failed(rt: Runtime, exc: BaseException) -> None:
     with rt.lock:
         rt.db_ok = False
         rt.db_error = str(exc)
+        now = time.monotonic()
+        if now < rt.db_retry_at:
+            # Another file of the same round failed: one outage is one step of backoff, however
+            # many files were in flight (else 30 waiting files would jump straight to 60 s).
+            return
         rt.db_failures += 1
         # Exponential backoff before new files are dispatched: 1, 2, 4, ... 60 s.
-        rt.db_retry_at = time.monotonic() + min(60.0, 2.0 ** min(rt.db_failures - 1, 6))
+        rt.db_retry_at = now + min(60.0, 2.0 ** min(rt.db_failures - 1, 6))
 
 
 def _db_recovered(rt: Runtime) -> None:
@@ -330,6 +482,14 @@ def readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
     try:
         rt.db.ping()
         checks["database"] = {"status": "pass"}
+        if not rt.db_ok:
+            # Answering SELECT 1 is not enough after a failed load: a read-only database or
+            # revoked rights refuse every write while the ping passes.
+            _probe_write(rt.db)
+            checks["database"] = {
+                "status": "warn",
+                "output": f"the last load failed on the database and is retried: {rt.db_error}",
+            }
     except IngestError as exc:
         checks["database"] = {"status": "fail", "output": str(exc)}
     base = rt.settings.dropoff_base_path
@@ -339,7 +499,9 @@ def readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
         "output": "" if ok_dirs else f"{base} is missing or not readable and writable",
     }
     try:
-        free_mb = shutil.disk_usage(base if base.exists() else ".").free / (1024 * 1024)
+        # The data folder holds the SQLite files and rejected rows: it fills up too.
+        watched = [p for p in (base, rt.settings.data_dir) if p.exists()] or [Path(".")]
+        free_mb = min(shutil.disk_usage(p).free for p in watched) / (1024 * 1024)
         ok_disk = free_mb >= rt.settings.min_free_disk_mb
         checks["disk"] = {
             "status": "pass" if ok_disk else "fail",
@@ -355,6 +517,13 @@ def readiness(rt: Runtime) -> tuple[bool, dict[str, Any]]:
     }
     ok = all(c["status"] != "fail" for c in checks.values())
     return ok, {"status": "pass" if ok else "fail", "checks": checks}
+
+
+def _probe_write(db: Database) -> None:
+    """Raise unless the database accepts a write to the tracking table (one that changes no row)."""
+    t = db.catalog.tracking
+    with db.write() as conn:
+        conn.execute(sa.update(t).where(t.c.id == -1).values(updated_at=t.c.updated_at))
 
 
 def status_snapshot(rt: Runtime) -> dict[str, Any]:
@@ -400,6 +569,7 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
         return 0
     with contextlib.suppress(IngestError):
         claim.recover_stale(db)
+        claim.reconcile_moves(db)
     # With FORCE_POLLING the periodic rescan is all there is: a polling observer would only
     # walk the same folders a second time.
     watcher = None if settings.force_polling else Watcher(base, settings)
@@ -411,6 +581,8 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
     scheduler = _start_housekeeping(rt)
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="load")
     futures: dict[Path, Future[str]] = {}
+    refused_next: dict[Path, float] = {}
+    dropoff_error: str | None = None
     notify.ready(f"watching {base}")
     log.info(
         "monitor started",
@@ -440,24 +612,41 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
                 watcher.drain_hints()
             for path in [p for p, f in futures.items() if f.done()]:
                 futures.pop(path)
+            refused: dict[Path, str] = {}
             try:
-                candidates = scan(base, settings, warned=warned)
+                candidates = scan(base, settings, warned=warned, refused=refused)
                 rt.last_scan_ok = time.time()
                 metrics.last_successful_scan.set(rt.last_scan_ok)
+                if dropoff_error is not None:
+                    log.warning("dropoff readable again", was=dropoff_error)
+                    dropoff_error = None
             except OSError as exc:
-                log.warning("dropoff not readable; will rescan", error=str(exc))
+                # Once per outage, not once per scan: an unmounted share would flood the log.
+                if dropoff_error is None:
+                    log.warning("dropoff not readable; will rescan", error=str(exc))
+                dropoff_error = str(exc)
                 candidates = []
             pending = [p for p in candidates if p not in futures]
             ready = rt.tracker.check(pending, now=time.time())
             metrics.files_waiting_stability.set(len(rt.tracker.waiting()))
             if time.monotonic() >= rt.db_retry_at:
+                if rt.orphans or rt.unrecorded_moves:
+                    _catch_up(rt)
                 for item in ready:
                     futures[item.path] = pool.submit(process_file, rt, item)
+                now = time.monotonic()
+                for path, reason in refused.items():
+                    if path not in futures and refused_next.get(path, 0.0) <= now:
+                        # Same pace as a regular file's stability window if the move keeps failing.
+                        refused_next[path] = now + settings.monitor_interval * settings.stability_checks
+                        futures[path] = pool.submit(reject_entry, rt, path, reason)
+                for gone in refused_next.keys() - refused.keys():
+                    del refused_next[gone]
             else:
                 for item in ready:
                     rt.tracker.forget(item.path)
             metrics.queue_depth.set(len(futures))
-            if until_idle and not futures and not candidates:
+            if until_idle and not futures and not candidates and not refused:
                 break
             _sleep(rt, watcher, min(settings.monitor_interval, 0.2) if futures and until_idle else None)
     finally:
@@ -559,6 +748,7 @@ def _start_housekeeping(rt: Runtime) -> Any:
     def recover() -> None:
         with contextlib.suppress(IngestError):
             claim.recover_stale(rt.db)
+            claim.reconcile_moves(rt.db)
 
     def retention() -> None:
         settings = rt.settings

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -66,7 +67,13 @@ def ignore_reason(name: str, extensions: Iterable[str]) -> str | None:
     return None
 
 
-def scan(base: Path, settings: Settings, *, warned: set[Path] | None = None) -> list[Path]:
+def scan(
+    base: Path,
+    settings: Settings,
+    *,
+    warned: set[Path] | None = None,
+    refused: dict[Path, str] | None = None,
+) -> list[Path]:
     """List the candidate files directly inside the four drop folders, sorted by path.
 
     Hidden, partial and marker files are skipped quietly. Symlinks (never followed), folders,
@@ -77,6 +84,9 @@ def scan(base: Path, settings: Settings, *, warned: set[Path] | None = None) -> 
         base: the dropoff root (``settings.dropoff_base_path``, or another root in tests).
         settings: supplies ``accepted_extensions``.
         warned: paths already logged; updated to the paths skipped in this scan.
+        refused: if given, receives the symlinks, FIFOs, devices and sockets whose name has an
+            accepted extension, with the reason, so that the caller can move them to error/
+            instead of leaving them in the drop folder forever.
 
     Raises:
         FileNotFoundError: `base` itself is missing or not a folder (e.g. an unmounted share),
@@ -106,12 +116,17 @@ def scan(base: Path, settings: Settings, *, warned: set[Path] | None = None) -> 
                     skipped[path] = "symlink, never followed"
                 elif entry.is_dir(follow_symlinks=False):
                     skipped[path] = "folder inside a drop folder"
+                    continue  # never moved: it may be someone's work in progress
                 elif not entry.is_file(follow_symlinks=False):
                     skipped[path] = "not a regular file"
                 elif reason == "extension":
                     skipped[path] = "extension not accepted"
+                    continue
                 else:
                     found.append(path)
+                    continue
+                if refused is not None and reason is None:
+                    refused[path] = _kind_of_entry(entry, skipped[path])
     for path, why in skipped.items():
         if warned is None or path not in warned:
             log.warning("file skipped", path=str(path), reason=why)
@@ -120,6 +135,22 @@ def scan(base: Path, settings: Settings, *, warned: set[Path] | None = None) -> 
         warned.intersection_update(skipped)
         warned.update(skipped)
     return sorted(found)
+
+
+def _kind_of_entry(entry: os.DirEntry[str], default: str) -> str:
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError:
+        return default
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (never followed)"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device node"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return default
 
 
 class _HintHandler(FileSystemEventHandler):

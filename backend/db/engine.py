@@ -37,6 +37,7 @@ _TRANSIENT_MSSQL_CODES = {
     "49920",
 }
 _TRANSIENT_WORDS = ("database is locked", "database is busy", "disk i/o error", "unable to open database",
+                    "database or disk is full", "no space left on device", "readonly database",
                     "server closed the connection", "connection refused", "could not connect",
                     "terminating connection", "connection is closed", "the database system is",
                     "timeout expired", "lost connection", "connection reset", "ssl syscall",
