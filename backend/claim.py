@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import stat
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from backend import tracking
 from backend.db.engine import Database
 from backend.db.schema import STATUS_PROCESSING
 from backend.errors import DatabaseUnavailableError, FileChangedError, FileRejectedError
+from backend.files import open_regular_file
 from backend.models import LoadRequest
 from backend.tracking import ClaimConflictError, TrackingRow, utcnow
 
@@ -41,28 +41,8 @@ def hash_file(path: Path) -> tuple[str, int, float]:
         FileChangedError: the file disappeared.
     """
     digest = hashlib.sha256()
-    # O_NONBLOCK: opening a FIFO swapped in after the scan must not hang the worker.
-    flags = (
-        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    )
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise FileChangedError(f"{path.name}: file disappeared before it could be read", path=path) from None
-    except PermissionError:
-        raise FileRejectedError(
-            f"{path.name}: permission denied reading the file", path=path, stage="read"
-        ) from None
-    except OSError as exc:
-        raise FileRejectedError(
-            f"{path.name}: cannot open ({exc.strerror or exc}); symlinks are not followed",
-            path=path,
-            stage="read",
-        ) from None
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise FileRejectedError(f"{path.name}: not a regular file", path=path, stage="read")
+    with open_regular_file(path, buffering=0) as f:
+        info = os.fstat(f.fileno())
         if info.st_nlink > 1:
             raise FileRejectedError(
                 f"{path.name}: has {info.st_nlink} hard links; a hard-linked file may be another "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from backend.errors import (
     SchemaMismatchError,
     ValidationFailedError,
 )
+from backend.files import open_regular_file
 from backend.models import Detection, LoadRequest, LoadResult, LoadType, TypePolicy
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
 from backend.plan import plan_table, record_schema
@@ -111,30 +111,6 @@ class LoadHooks:
     extra_tracking: dict[str, Any] = field(default_factory=dict)
 
 
-def open_regular_file(path: Path) -> IO[bytes]:
-    """Open `path` for reading without following a symlink; refuse anything but a regular file."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise FileChangedError(f"{path.name}: file disappeared before it could be read", path=path) from None
-    except PermissionError:
-        raise FileRejectedError(
-            f"{path.name}: permission denied reading the file", path=path, stage="read"
-        ) from None
-    except OSError as exc:
-        raise FileRejectedError(
-            f"{path.name}: cannot open ({exc.strerror or exc}); symlinks are not followed",
-            path=path,
-            stage="read",
-        ) from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise FileRejectedError(f"{path.name}: not a regular file", path=path, stage="read")
-    return os.fdopen(fd, "rb", buffering=1 << 20)
-
-
 def resolve_table(request: LoadRequest, max_length: int) -> str:
     if request.table:
         name = normalize_identifier(request.table)
@@ -168,17 +144,24 @@ def load_file(
     hooks = hooks or LoadHooks()
     started = time.monotonic()
     path = request.path
-    raw = open_regular_file(path)
-    before = os.fstat(raw.fileno())
     tracking_id = request.tracking_id
     bound = log.bind(file=path.name)
+    try:
+        raw = open_regular_file(path)
+    except IngestError as exc:
+        # The daemon may already hold a claimed row for this file: close it, never leave it open.
+        if tracking_id is not None:
+            _close_failed(db, tracking_id, "retry" if isinstance(exc, RetryableError) else "error", exc)
+        raise
+    before = os.fstat(raw.fileno())
     try:
         if tracking_id is None:
             tracking_id = tracking.start(db, request, table=None, size=before.st_size, mtime=before.st_mtime)
         bound = bound.bind(tracking_id=tracking_id, load_id=tracking_id)
         if before.st_size == 0:
             raise EmptyFileError(f"{path.name}: file is empty (0 bytes)", path=path)
-        detection = detect(path, settings)
+        # Detection reads the very file the loader opened (a path could be swapped for a symlink).
+        detection = detect(path, settings, source=raw)
         headers = header_names(detection)
         table = resolve_table(request, db.adapter.max_identifier_length)
         columns = normalize_columns(headers, db.adapter.max_identifier_length)
@@ -468,7 +451,9 @@ def _close_failed(db: Database, tracking_id: int, status: str, error: IngestErro
 
 
 def _wrap(exc: BaseException, path: Path) -> IngestError:
-    if isinstance(exc, sa.exc.DBAPIError):
+    # Bulk paths talk to the driver directly (COPY, executemany), so its own errors arrive too.
+    driver_error = type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3", "pyodbc")
+    if isinstance(exc, sa.exc.DBAPIError) or driver_error:
         return translate_error(exc)
     if isinstance(exc, KeyboardInterrupt):
         return CancelledError(f"{path.name}: interrupted", path=path)

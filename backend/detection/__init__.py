@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import structlog
 
@@ -28,6 +29,7 @@ from backend.detection.header import count_header_rows, header_names
 from backend.detection.layout import count_trailer_rows, second_table_line, table_start
 from backend.detection.types import TypeTracker
 from backend.errors import DetectionError, EmptyFileError
+from backend.files import open_regular_file
 from backend.models import ColumnKind, ColumnType, Detection, TypePolicy
 
 __all__ = ["DELIMITER_NAMES", "HAS_SKIPINITIALSPACE", "TAIL_BYTES", "detect"]
@@ -42,13 +44,17 @@ HAS_SKIPINITIALSPACE = "skipinitialspace" in Detection.__dataclass_fields__
 MIN_CONSISTENCY = 0.5
 
 
-def detect(path: Path, settings: Settings, *, sample_bytes: int | None = None) -> Detection:
+def detect(
+    path: Path, settings: Settings, *, sample_bytes: int | None = None, source: IO[bytes] | None = None
+) -> Detection:
     """Detect encoding, dialect, layout, header and column types of a delimited text file.
 
     Args:
         path: the file.
         settings: uses decode_errors, sample_bytes, date_order and type_policy.
         sample_bytes: bytes to read from the start (default ``settings.sample_bytes``).
+        source: the file already opened by the caller; read with pread so its position stays at
+            the start (the loader passes the file it will load, so both see the same bytes).
 
     Raises:
         EmptyFileError: the file has no bytes, or neither a header nor rows.
@@ -56,15 +62,19 @@ def detect(path: Path, settings: Settings, *, sample_bytes: int | None = None) -
             sample, or no consistent dialect.
     """
     limit = sample_bytes or settings.sample_bytes
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        head = handle.read(limit)
+    handle = source if source is not None else open_regular_file(Path(path), buffering=0)
+    try:
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, limit, 0)
         complete = len(head) < limit or size <= len(head)
         tail = b""
         if not complete:
             start = max(len(head), size - TAIL_BYTES)
-            handle.seek(start)
-            tail = handle.read(TAIL_BYTES)
+            tail = os.pread(fd, TAIL_BYTES, start)
+    finally:
+        if source is None:
+            handle.close()
     if not head:
         raise EmptyFileError("empty file (0 bytes)", path=path)
     try:

@@ -1,9 +1,8 @@
 """The defects the campaign found, each pinned by a small, fast test.
 
-Fixed in this campaign (service, claim, watcher, lifecycle, engine): plain tests that fail on the
-code before the fix. Found in files this campaign does not own (loader, detection, dialects):
-``xfail(strict=True)`` tests that reproduce the defect and name the fix, so CI stays green and
-turns red the day the fix lands without the marker being removed.
+Each is a plain test that fails on the code before its fix: those in the daemon (service, claim,
+watcher, lifecycle, engine) and those in the load path (loader, detection, driver errors), which
+were first pinned as strict xfails and are fixed now.
 """
 
 from __future__ import annotations
@@ -333,12 +332,6 @@ class TestSidecarModes:
 
 # ------------------------------------------------- found, not fixed here (files of others)
 class TestDefectsElsewhere:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="loader.load_file opens the file before its try block: when the claimed file vanished "
-        "before it was opened, the tracking row it was given stays `processing`. Fix: open it inside "
-        "the try (or close the row in an except around the open). The daemon now closes such rows.",
-    )
     def test_load_file_closes_its_row_when_the_claimed_file_is_gone(self, rt):
         """load_file closes the claimed tracking row when the file vanished before it could be opened."""
         from backend.loader import load_file
@@ -360,12 +353,6 @@ class TestDefectsElsewhere:
             )
         assert statuses(rt) != ["processing"]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="detect() re-opens the file by name with open(): it follows a symlink swapped in after the "
-        "loader's O_NOFOLLOW open, so headers of another file can reach the tracking row and the sidecar. "
-        "Fix: detect from the loader's open file object (or open with O_NOFOLLOW and compare st_dev/st_ino).",
-    )
     def test_detection_never_follows_a_symlink(self, tmp_path):
         """Detection refuses a symlink instead of reading the file it points at."""
         from backend.detection import detect
@@ -377,12 +364,6 @@ class TestDefectsElsewhere:
         with pytest.raises(IngestError):
             detect(link, Settings(_env_file=None))  # type: ignore[call-arg]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="open_regular_file() opens without O_NONBLOCK: a FIFO swapped in for a claimed file blocks "
-        "the worker for ever (the daemon's own hashing and scan no longer do). Fix: add O_NONBLOCK to the "
-        "flags (it changes nothing for regular files) and check S_ISREG before any read.",
-    )
     def test_opening_a_fifo_for_loading_never_blocks(self, tmp_path):
         """The loader's open of a FIFO fails at once instead of waiting for a writer."""
         from backend.loader import open_regular_file
@@ -401,13 +382,6 @@ class TestDefectsElsewhere:
         assert not blocked, "open_regular_file blocked on a FIFO"
 
     @pytest.mark.postgres
-    @pytest.mark.xfail(
-        strict=True,
-        reason="A NUL byte that detection does not see (after the sample's first line) reaches PostgreSQL's "
-        "COPY, whose psycopg.DataError is not a SQLAlchemy DBAPIError: the loader wraps it as an internal "
-        "`bug` instead of a row error with its line. Fix: reject NUL in the reader with the line number "
-        "(or translate psycopg errors raised by PostgresAdapter.bulk_insert). Found by test_fuzz.",
-    )
     def test_a_nul_byte_in_a_row_is_a_row_error_on_postgresql(self, tmp_path, pg_url):
         """A NUL byte inside a data row is refused as a row error, not as an internal error."""
         from backend.loader import load_file
