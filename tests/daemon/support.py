@@ -147,7 +147,12 @@ def files_in(folder: Path, sub: str) -> list[Path]:
 
 def data_files(folder: Path, sub: str) -> list[Path]:
     """Files in processed/ or error/ that are data, not sidecars or markers."""
-    return [p for p in files_in(folder, sub) if not p.name.endswith((".error.json", ".done", ".ok"))]
+    # Hidden names are temp files of an atomic write in progress (e.g. a sidecar being written).
+    return [
+        p
+        for p in files_in(folder, sub)
+        if not p.name.endswith((".error.json", ".done", ".ok")) and not p.name.startswith(".")
+    ]
 
 
 def drop(path: Path, text: str, encoding: str = "utf-8") -> Path:
