@@ -23,7 +23,7 @@ from backend.db.engine import Database
 from backend.errors import RowError
 from backend.evolve import align_backup
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
-from backend.plan import backup_definition, data_columns, evolve_live, prepare_live
+from backend.plan import backup_definition, evolve_live, prepare_live
 from backend.tracking import add_event, to_json, upsert_reference_cfg, utcnow
 
 
@@ -185,10 +185,6 @@ def _convert(
         sa.literal(now, sa.DateTime),
         sa.literal(load_type.value, sa.String(16)),
     )
-
-
-def live_columns(live: sa.Table) -> list[str]:
-    return data_columns(live)
 
 
 def kind_of(type_: sa.types.TypeEngine[Any]) -> ColumnKind:
