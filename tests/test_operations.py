@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -142,3 +143,32 @@ def test_load_and_export_round_trip_on_a_live_sql_server(tmp_path, mssql_url):
     export_table(db, result.table, out)
     assert out.getvalue().splitlines() == ["code,name", "NA,Namibia", "CI,Côte d'Ivoire"]
     db.dispose()
+
+
+class TestCancellation:
+    def test_cancel_between_batches_rolls_back_and_marks_the_row_cancelled(self, env, tmp_path):
+        """A cancel raised between batches leaves the table as it was and the tracking row says cancelled."""
+        from backend.errors import CancelledError
+        from backend.loader import LoadHooks
+
+        settings, db = env
+        path = write_csv(tmp_path / "big.csv", [["n"], *[[str(i)] for i in range(50)]])
+        load_file(db, settings, LoadRequest(path=path))
+        write_csv(path, [["n"], *[[str(i)] for i in range(100, 400)]])
+        small = make_settings(tmp_path, settings.url, ingest_batch_size=50)
+        calls = []
+
+        def check_cancel(tracking_id: int) -> None:
+            calls.append(tracking_id)
+            if len(calls) == 2:
+                raise CancelledError("big.csv: cancelled by operator (test)", stage="cancel")
+
+        with pytest.raises(CancelledError):
+            load_file(db, small, LoadRequest(path=path), LoadHooks(check_cancel=check_cancel))
+        out = io.StringIO()
+        export_table(db, "big", out)
+        assert out.getvalue().splitlines() == ["n", *[str(i) for i in range(50)]]
+        t = db.catalog.tracking
+        with db.read() as conn:
+            status = conn.execute(sa.select(t.c.status).where(t.c.id == calls[0])).scalar_one()
+        assert status == "cancelled"
