@@ -297,10 +297,10 @@ def _already_loaded(
     except OSError as exc:
         rt.tracker.forget(path)
         why = "disappeared" if isinstance(exc, FileNotFoundError) else f"could not be moved ({exc.strerror})"
-        tracking.finish_failed(db, duplicate_id, "retry", FileChangedError(f"{path.name}: {why}"))
+        _close_attempt(rt, duplicate_id, f"{path.name}: {why}")
         return "gone" if isinstance(exc, FileNotFoundError) else "retry"
-    _record_move(
-        db,
+    _record_move_later_if_needed(
+        rt,
         duplicate_id,
         moved,
         status="duplicate",

@@ -386,7 +386,9 @@ class Campaign:
             return not last
 
         try:
-            wait_for(settled, timeout, interval=0.25, what="every dropped file settled")
+            # Each poll reads the whole tracking table: poll less often when there are thousands.
+            interval = 0.25 if len(self.drops) < 1000 else 2.0
+            wait_for(settled, timeout, interval=interval, what="every dropped file settled")
         except AssertionError:
             names = [d.path.name for d in last[:10]]
             raise AssertionError(

@@ -22,12 +22,12 @@ STREAMS = (
 KB, MB = 1024, 1024 * 1024
 
 
-def pick_size(rng: random.Random, largest: int) -> int:
-    """Mostly small files, some medium, a few as large as `largest` bytes (so some kills land mid-load)."""
+def pick_size(rng: random.Random, largest: int, large_share: float) -> int:
+    """Mostly small files, some medium, a share as large as `largest` bytes (so some kills land mid-load)."""
     roll = rng.random()
-    if roll < 0.55:
+    if roll < 1 - large_share - 0.3:
         return rng.randint(1 * KB, 8 * KB)
-    if roll < 0.85:
+    if roll < 1 - large_share:
         return rng.randint(16 * KB, 256 * KB)
     return rng.randint(min(largest, 512 * KB), largest)
 
@@ -42,7 +42,16 @@ class Slot:
 
 
 def run_kill_campaign(
-    c: Campaign, share, *, kills: int, largest: int, seed: int, slots: int = 3, after_up: float
+    c: Campaign,
+    share,
+    *,
+    kills: int,
+    largest: int,
+    seed: int,
+    after_up: float,
+    drop_every: tuple[float, float] = (0.2, 0.9),
+    large_share: float = 0.15,
+    slots: int = 3,
 ) -> None:
     """`slots` daemons share the dropoff; each is killed at a random instant of its life and restarted.
 
@@ -68,9 +77,11 @@ def run_kill_campaign(
         now = time.monotonic()
         if now >= next_drop:
             kind, mode, stem = STREAMS[n % len(STREAMS)]
-            c.drop_tagged(kind, mode, stem, n, rows_for_size(pick_size(rng, largest)), payload_bytes=60)
+            c.drop_tagged(
+                kind, mode, stem, n, rows_for_size(pick_size(rng, largest, large_share)), payload_bytes=60
+            )
             n += 1
-            next_drop = now + rng.uniform(0.2, 0.9)
+            next_drop = now + rng.uniform(*drop_every)
         for i, slot in enumerate(running):
             if slot.kill_at is None:
                 if slot.daemon.healthy():
@@ -85,7 +96,7 @@ def run_kill_campaign(
     daemons = [slot.daemon for slot in running]
     for d in daemons:
         d.wait_healthy(60)
-    c.wait_settled(timeout=240)
+    c.wait_settled(timeout=max(240, 30 * largest / MB))
     outcome = c.check(daemons)
     assert outcome.statuses["loaded"] == n, outcome.statuses
     assert up >= kills // 2, f"only {up} of {kills} kills hit a running monitor"
@@ -97,7 +108,7 @@ def run_kill_campaign(
     share.note(
         f"{kills} kill -9 ({up} of a running monitor, {kills - up} during start-up) over {n} files "
         f"(largest {largest / MB:.0f} MB): {interrupted} loads interrupted mid-way and redone, "
-        f"{events.get('moved_after_recovery', 0)} files moved after a kill between commit and move, "
+        f"{events.get('moved_after_recovery', 0)} file(s) moved after a kill between commit and move, "
         f"{events.get('move_reconciled', 0)} moves recorded after a kill between move and record; "
         f"{reader.reads:,} reads of the fullload tables saw only whole versions"
     )
@@ -113,4 +124,13 @@ class TestKillNine:
     @pytest.mark.timeout(3600)
     def test_two_hundred_kills_with_files_up_to_50_mb(self, campaign: Campaign, share):
         """200 kill -9 with files up to 50 MB keep every invariant (soak)."""
-        run_kill_campaign(campaign, share, kills=200, largest=50 * MB, seed=1_200, after_up=10.0)
+        run_kill_campaign(
+            campaign,
+            share,
+            kills=200,
+            largest=50 * MB,
+            seed=1_200,
+            after_up=10.0,
+            drop_every=(1.0, 4.0),
+            large_share=0.05,
+        )

@@ -34,9 +34,6 @@ from tests.support import make_settings, open_db
 pytestmark = [pytest.mark.reliability]
 
 SCENARIO = "6 fuzzing"
-#: Defects the campaign found in files this campaign may not change; each has a strict xfail test in
-#: test_regressions.py that names the fix. Tolerated here so that fuzzing keeps looking for new ones.
-KNOWN_DEFECTS = {"postgresql": ("PostgreSQL text fields cannot contain NUL",)}
 #: Characters that matter to CSV parsing, drawn more often than chance would. NUL bytes come from
 #: the byte-level mutations, so that not every other file is refused as binary.
 SPECIAL = [*",;\t|\"'\n\r \\=-", "\u00e9", "\u20ac", "\ufeff"]
@@ -114,7 +111,7 @@ def run_fuzz(tmp_path: Path, url: str, examples: int) -> None:
     share = figures.Share(SCENARIO)
     settings = make_settings(tmp_path, url)
     db = open_db(settings)
-    counter = {"n": 0, "loaded": 0, "refused": 0, "rows": 0, "known": 0}
+    counter = {"n": 0, "loaded": 0, "refused": 0, "rows": 0}
     try:
 
         @seed(6_006)
@@ -139,12 +136,7 @@ def run_fuzz(tmp_path: Path, url: str, examples: int) -> None:
             try:
                 result = load_file(db, settings, LoadRequest(path=path, load_type=load_type, table=table))
             except IngestError as exc:
-                known = exc.stage == "bug" and any(
-                    k in str(exc) for k in KNOWN_DEFECTS.get(db.dialect_name, ())
-                )
-                if known:
-                    counter["known"] += 1
-                assert exc.stage != "bug" or known, f"unhandled error for {how}: {exc}"
+                assert exc.stage != "bug", f"unhandled error for {how}: {exc}"
                 assert table_state(db, table) == before, f"a refused load changed the table ({how}): {exc}"
                 tracking_id = exc.details.get("tracking_id")
                 if tracking_id is not None:
@@ -168,10 +160,9 @@ def run_fuzz(tmp_path: Path, url: str, examples: int) -> None:
         db.dispose()
         share.hostile(counter["n"])
         share.scenario.add(rows_checked=counter["rows"])
-    known = f" ({counter['known']} hit the known NUL defect, see the xfail test)" if counter["known"] else ""
     share.note(
         f"{counter['n']} generated files on {url.split(':')[0].split('+')[0]}: {counter['loaded']} loaded, "
-        f"{counter['refused']} refused with a reason{known}; no other unhandled error, no partial table"
+        f"{counter['refused']} refused with a reason; no unhandled error, no partial table"
     )
 
 
