@@ -93,7 +93,7 @@ class TestObserver:
     def test_distinct_is_exact_while_small_and_estimated_when_large(self):
         """Up to the exact limit the distinct count is exact; beyond it the estimate is within 5 %."""
         small, large = 3000, 200_000
-        observer = ProfileObserver(2)
+        observer = ProfileObserver(2, exact_rows=large)
         for i in range(large):
             observer.observe([f"s{i % small}", f"value-{i}"])
         profile = build_profile(observer, ["s", "l"], observer.result())
@@ -102,6 +102,34 @@ class TestObserver:
         assert many["distinct_approximate"] is True
         assert abs(many["distinct"] - large) / large < 0.05
         assert small < 2 * DISTINCT_EXACT < large
+
+    def test_past_the_exact_rows_statistics_come_from_a_sample_and_say_so(self):
+        """Beyond exact_rows only one batch in sample_every is summarised; rows and NULLs stay exact."""
+        observer = ProfileObserver(2, exact_rows=1000, sample_every=4)
+        rows = 10 * 4096
+        for i in range(rows):
+            observer.observe([str(i), "" if i % 10 == 0 else "x"])
+        profile = build_profile(observer, ["id", "flag"], observer.result())
+        ident, flag = profile["columns"]
+        assert profile["rows"] == rows
+        # Rows are summarised in 4096-row flushes: the first is within exact_rows; of the nine
+        # past it, the 4th and the 8th are sampled.
+        assert profile["sampled_rows"] == 3 * 4096
+        assert ident["from_sample"] is True and ident["distinct_approximate"] is True
+        assert ident["distinct"] == pytest.approx(rows, rel=0.1)  # all new: scaled to the file
+        assert flag["nulls"] == rows // 10
+        ((value, count),) = flag["top"]  # sampled batches count four times
+        assert value == "x" and count == pytest.approx(rows * 0.9, rel=0.15)
+
+    def test_below_the_exact_rows_nothing_is_sampled(self):
+        """A file within exact_rows keeps exact figures and no sample marks."""
+        observer = ProfileObserver(1, exact_rows=1000)
+        for i in range(999):
+            observer.observe([str(i)])
+        profile = build_profile(observer, ["id"], observer.result())
+        (ident,) = profile["columns"]
+        assert "sampled_rows" not in profile and "from_sample" not in ident
+        assert (ident["min"], ident["max"], ident["distinct"]) == (0, 998, 999)
 
     def test_stddev_stays_accurate_for_large_close_values(self):
         """Values around 1e9 with a spread of 1 give the right standard deviation (no cancellation)."""
