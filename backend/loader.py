@@ -139,7 +139,7 @@ def load_file(
         RetryableError: transient (database down, file changed); try again later.
     """
     from backend.detection import detect
-    from backend.reader import iter_rows
+    from backend.reader import iter_runs
 
     hooks = hooks or LoadHooks()
     started = time.monotonic()
@@ -180,7 +180,7 @@ def load_file(
             columns,
             headers,
             table_policy,
-            iter_rows,
+            iter_runs,
             before,
         )
     except BaseException as exc:
@@ -247,14 +247,17 @@ def _stage_and_publish(
     columns: tuple[str, ...],
     headers: tuple[str, ...],
     table_policy: TablePolicy,
-    iter_rows: Callable[..., Any],
+    iter_runs: Callable[..., Any],
     before: os.stat_result,
 ) -> _Done:
     # Precedence: the operator's flag, then the table's policy file, then the global setting.
     policy = request.ragged_rows or table_policy.ragged_rows or settings.ragged_rows
     type_policy = request.type_policy or table_policy.type_policy or settings.type_policy
     hashing = HashingReader(raw)
-    records = iter_rows(hashing, detection, decode_errors=settings.decode_errors)
+    batch_rows = _batch_rows(settings, detection)
+    records = iter_runs(
+        hashing, detection, width=len(columns), size=batch_rows, decode_errors=settings.decode_errors
+    )
     estimated = detection.estimated_rows
     last_progress = [time.monotonic()]
 
@@ -275,7 +278,6 @@ def _stage_and_publish(
         types = TypeTracker(len(columns), date_order=settings.date_order)
     # The profile is gathered while rows stream into staging (it wraps the type tracker).
     observer = ProfileObserver(len(columns), types)
-    batch_rows = _batch_rows(settings, detection)
     rejects_path = settings.data_dir / "rejects" / f"{tracking_id}_{request.path.name}.rejects.csv"
     try:
         with db.engine.connect() as conn:

@@ -8,6 +8,14 @@ thousand sampled values per column, and no extra query runs over the staging tab
 aggregates over the staging table were measured first and cost ~20 s per 1M rows x 12 columns
 on SQLite (COUNT(DISTINCT) alone 13 s), against ~2-3 s for this observer.
 
+Big files are profiled from a sample: every row of the first `EXACT_ROWS` rows, then one batch
+in `SAMPLE_EVERY`. Summarising every row cost a quarter of a large load's time (benchmark,
+bench/RESULTS.md); a reference-data table is usually under the limit and keeps exact figures.
+Row and NULL counts stay exact (they are cheap); min/max, distinct counts, frequent values and
+the numeric statistics of a sampled profile are marked ``from_sample`` (and its distinct counts
+approximate), so nothing downstream mistakes them for exact figures (validation only skips a
+query on exact ones).
+
 Per column: the type the table got (and what a TEXT column's values look like), NULL count,
 distinct count (exact up to 4,096 distinct values, then a k-minimum-values estimate, typically
 within 3 %, flagged ``distinct_approximate``), min/max (numeric for numbers, text order otherwise,
@@ -46,6 +54,9 @@ from backend.stage import TypeObserver
 
 #: Rows buffered before a batch is summarised.
 BATCH_ROWS = 4096
+#: Every row up to here is summarised; beyond it, one batch in SAMPLE_EVERY.
+EXACT_ROWS = 100_000
+SAMPLE_EVERY = 10
 #: Non-empty values kept per column for patterns, sensitive data and type hints.
 SAMPLE_VALUES = 5000
 #: Distinct hashes kept per column; beyond twice this the distinct count is an estimate.
@@ -86,6 +97,7 @@ class _Column:
         "num_max",
         "num_min",
         "numeric",
+        "present",
         "room",
         "s1",
         "s2",
@@ -106,18 +118,25 @@ class _Column:
         self.numeric = True
         self.shift: float | None = None
         self.n = 0
+        self.present = 0
         self.s1 = 0.0
         self.s2 = 0.0
         self.num_min = math.inf
         self.num_max = -math.inf
         self.sample: list[str] = []
 
-    def add(self, column: tuple[str, ...]) -> None:
+    def count_empty(self, column: tuple[str, ...]) -> None:
+        """Only the NULL count, for batches left out of the sample."""
+        self.empty += column.count("")
+
+    def add(self, column: tuple[str, ...], weight: int = 1) -> None:
+        """Summarise a batch that stands for `weight` batches (the sampling rate past EXACT_ROWS)."""
         empty = column.count("")
         self.empty += empty
         values: Sequence[str] = list(filter(None, column)) if empty else column
         if not values:
             return
+        self.present += len(values)
         low, high = min(values), max(values)
         if self.min_text is None or low < self.min_text:
             self.min_text = low
@@ -129,9 +148,13 @@ class _Column:
             if len(distinct) > LOW_CARDINALITY or len(self.counter) > LOW_CARDINALITY:
                 self.counter = None
             else:
-                self.counter.update(values)
+                counts = Counter(values)
+                if weight != 1:
+                    for value in counts:
+                        counts[value] *= weight
+                self.counter.update(counts)
         if self.numeric:
-            self._add_numbers(values)
+            self._add_numbers(values, weight)
         room = self.room - len(self.sample)
         if room > 0:
             self.sample.extend(values[:room])
@@ -148,7 +171,7 @@ class _Column:
             self.threshold = kept[-1]
             self.hashes = set(kept)
 
-    def _add_numbers(self, values: Sequence[str]) -> bool:
+    def _add_numbers(self, values: Sequence[str], weight: int = 1) -> bool:
         """Add a batch to the numeric statistics; False (and stop trying) once a value is not a number."""
         try:
             numbers = list(map(float, values))
@@ -165,9 +188,9 @@ class _Column:
         if not (math.isfinite(s1) and math.isfinite(s2)):
             self.numeric = False  # nan / inf spelled out in the file: not a number column
             return False
-        self.n += len(numbers)
-        self.s1 += s1
-        self.s2 += s2
+        self.n += weight * len(numbers)
+        self.s1 += weight * s1
+        self.s2 += weight * s2
         self.num_min = min(self.num_min, min(numbers))
         self.num_max = max(self.num_max, max(numbers))
         return True
@@ -190,15 +213,28 @@ class ProfileObserver:
             every column (the staging loop then sizes them from the values, as without observer).
     """
 
-    def __init__(self, width: int, inner: TypeObserver | None = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        inner: TypeObserver | None = None,
+        *,
+        exact_rows: int = EXACT_ROWS,
+        sample_every: int = SAMPLE_EVERY,
+    ) -> None:
         self._inner = inner
+        self._exact_rows = exact_rows
+        self._sample_every = max(1, sample_every)
+        self._skipped = 0
         self._inner_observe = inner.observe if inner is not None else None
+        # The type tracker can take the staging loop's columns as they are (no second transposition).
+        self._inner_columns = getattr(inner, "observe_columns", None)
         self._rows: list[list[str]] = []
         k = max(256, min(DISTINCT_EXACT, TOTAL_HASHES // max(1, width)))
         sample = max(500, min(SAMPLE_VALUES, TOTAL_SAMPLE_VALUES // max(1, width)))
         self.columns = [_Column(k, sample) for _ in range(width)]
         self.width = width
         self.rows = 0
+        self.sampled_rows = 0
         self.seconds = 0.0
 
     def observe(self, values: list[str]) -> None:
@@ -211,16 +247,36 @@ class ProfileObserver:
 
     def observe_batch(self, rows: list[list[str]], columns: Sequence[tuple[str, ...]]) -> None:
         """Take one staged batch at once: its rows (for the type tracker) and its columns."""
-        if self._inner_observe is not None:
+        if self._inner_columns is not None:
+            self._inner_columns(columns)
+        elif self._inner_observe is not None:
             inner = self._inner_observe
             for values in rows:
                 inner(values)
         self.flush()
         started = time.perf_counter()
-        self.rows += len(rows)
-        for column, cells in zip(self.columns, columns, strict=True):
-            column.add(cells)
+        self._summarise(len(rows), columns)
         self.seconds += time.perf_counter() - started
+
+    @property
+    def sampled(self) -> bool:
+        """Whether some rows were left out of the statistics (row and NULL counts stay exact)."""
+        return self.sampled_rows < self.rows
+
+    def _summarise(self, n: int, columns: Sequence[tuple[str, ...]]) -> None:
+        in_sample, weight = self.rows < self._exact_rows, 1
+        if not in_sample:
+            weight = self._sample_every
+            self._skipped += 1
+            in_sample = self._skipped % self._sample_every == 0
+        self.rows += n
+        if in_sample:
+            self.sampled_rows += n
+            for column, cells in zip(self.columns, columns, strict=True):
+                column.add(cells, weight)
+        else:
+            for column, cells in zip(self.columns, columns, strict=True):
+                column.count_empty(cells)
 
     def result(self) -> tuple[ColumnType, ...]:
         self.flush()
@@ -235,10 +291,8 @@ class ProfileObserver:
             return
         started = time.perf_counter()
         self._rows = []
-        self.rows += len(rows)
         # The staging loop hands over rows of exactly `width` values (ragged ones are fixed first).
-        for column, values in zip(self.columns, zip(*rows, strict=True), strict=True):
-            column.add(values)
+        self._summarise(len(rows), list(zip(*rows, strict=True)))
         self.seconds += time.perf_counter() - started
 
 
@@ -265,13 +319,16 @@ def build_profile(
     for name in declared_sensitive:
         if name in columns:
             flags.setdefault(name, "declared")
+    scale = observer.rows / observer.sampled_rows if observer.sampled and observer.sampled_rows else None
     described = [
-        _describe(name, stats, column_type, empty_as_null, flags.get(name))
+        _describe(name, stats, column_type, empty_as_null, flags.get(name), scale, observer.rows)
         for name, stats, column_type in zip(columns, observer.columns, column_types, strict=True)
     ]
     current = fingerprint(tuple(columns), tuple(column_types))
+    sample = {"sampled_rows": observer.sampled_rows} if scale is not None else {}
     return {
         "rows": observer.rows,
+        **sample,
         "fingerprint": current,
         "previous_fingerprint": previous_fingerprint,
         "structure_changed": previous_fingerprint is not None and previous_fingerprint != current,
@@ -282,11 +339,25 @@ def build_profile(
 
 
 def _describe(
-    name: str, stats: _Column, column_type: ColumnType, empty_as_null: bool, sensitive: str | None
+    name: str,
+    stats: _Column,
+    column_type: ColumnType,
+    empty_as_null: bool,
+    sensitive: str | None,
+    scale: float | None = None,
+    rows: int = 0,
 ) -> dict[str, Any]:
+    """One column's entry; `scale` (all `rows` / sampled rows) is set for statistics from a sample."""
     kind = column_type.kind
     distinct, approximate = stats.distinct()
     out: dict[str, Any] = {"name": name, "type": kind.value}
+    if scale is not None:
+        out["from_sample"] = True
+        approximate = True
+        if stats.present and distinct >= 0.95 * stats.present:
+            # Nearly every sampled value was new (an id-like column): the whole file is likely
+            # the same, so scale to its non-empty rows rather than report the sample's count.
+            distinct = round(distinct / stats.present * max(stats.present, rows - stats.empty))
     looks = _looks_like(stats.sample) if kind is ColumnKind.TEXT else None
     if looks is not None:
         out["looks_like"] = looks.value

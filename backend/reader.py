@@ -15,9 +15,10 @@ import csv
 import io
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from backend.detection.encoding import BOMS
 from backend.errors import DetectionError
@@ -79,6 +80,19 @@ def iter_rows(
         DetectionError: undecodable bytes (strict), naming line and byte offset, or a record
             the csv reader cannot parse (e.g. a field past the csv field size limit).
     """
+    return _parse(path, detection, decode_errors, lambda reader, offset: _records(reader, detection, offset))
+
+
+_T = TypeVar("_T")
+
+
+def _parse(
+    path: Path | IO[bytes],
+    detection: Detection,
+    decode_errors: str,
+    body: Callable[[Any, int], Iterator[_T]],
+) -> Iterator[_T]:
+    """Run `body(csv_reader, line_offset)` over the file, after its preamble, as a generator."""
     # Opened here, inside the generator, so that a generator never started holds no file.
     name: Path | None = None
     if isinstance(path, (str, Path)):
@@ -98,7 +112,7 @@ def iter_rows(
                 return
         reader = csv.reader(lines, **reader_options(detection))
         try:
-            yield from _records(reader, detection, line_offset)
+            yield from body(reader, line_offset)
         except csv.Error as exc:
             line = reader.line_num + line_offset
             raise DetectionError(
@@ -109,18 +123,92 @@ def iter_rows(
             raw.close()
 
 
+@dataclass(slots=True)
+class Run:
+    """Consecutive data rows of the expected width: row `first`, `first` + 1, ... (no gap)."""
+
+    first: int
+    rows: list[list[str]]
+
+
+def iter_runs(
+    path: Path | IO[bytes],
+    detection: Detection,
+    *,
+    width: int,
+    size: int,
+    decode_errors: str = "strict",
+) -> Iterator[Run | Record]:
+    """The data rows of a file in runs of up to `size` rows of `width` values, for bulk staging.
+
+    Rows of another width come one by one as `Record` (with their number and start line), in
+    order, between the runs. Numbers count data rows as in `iter_rows`. Per row this does only
+    the width check: the row-at-a-time tuple of `iter_rows` cost more than parsing (benchmark).
+
+    Raises:
+        DetectionError: as `iter_rows`.
+    """
+    if detection.trailer_rows:
+        # The trailer look-ahead needs rows one at a time anyway.
+        return _group(iter_rows(path, detection, decode_errors=decode_errors), width, size)
+    return _parse(
+        path, detection, decode_errors, lambda reader, offset: _runs(reader, detection, offset, width, size)
+    )
+
+
+def _runs(
+    reader: Any, detection: Detection, line_offset: int, width: int, size: int
+) -> Iterator[Run | Record]:
+    if _skip_header(reader, detection) is None:
+        return
+    number = 0
+    rows: list[list[str]] = []
+    append = rows.append
+    for values in reader:
+        if len(values) == width:
+            append(values)
+            if len(rows) >= size:
+                yield Run(number + 1, rows)
+                number += len(rows)
+                rows = []
+                append = rows.append
+        elif values:  # a blank line is no record
+            if rows:
+                yield Run(number + 1, rows)
+                number += len(rows)
+                rows = []
+                append = rows.append
+            number += 1
+            # The record ends on line_num; it started as many line breaks earlier as it holds.
+            breaks = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in values)
+            yield Record(number, reader.line_num + line_offset - breaks, values)
+    if rows:
+        yield Run(number + 1, rows)
+
+
+def _group(records: Iterator[tuple[int, int, list[str]]], width: int, size: int) -> Iterator[Run | Record]:
+    run: Run | None = None
+    for number, line, values in records:
+        if len(values) != width:
+            if run is not None:
+                yield run
+                run = None
+            yield Record(number, line, values)
+            continue
+        if run is None:
+            run = Run(number, [])
+        run.rows.append(values)
+        if len(run.rows) >= size:
+            yield run
+            run = None
+    if run is not None:
+        yield run
+
+
 def _records(reader: Any, detection: Detection, line_offset: int) -> Iterator[tuple[int, int, list[str]]]:
-    previous = 0
-    header_left = detection.header_rows
-    if header_left:
-        for values in reader:
-            previous = reader.line_num
-            if values:
-                header_left -= 1
-                if not header_left:
-                    break
-        if header_left:
-            return
+    previous = _skip_header(reader, detection)
+    if previous is None:
+        return
     number = 0
     trailer = detection.trailer_rows
     if trailer:
@@ -142,6 +230,22 @@ def _records(reader: Any, detection: Detection, line_offset: int) -> Iterator[tu
         if values:
             number += 1
             yield number, start + line_offset, values
+
+
+def _skip_header(reader: Any, detection: Detection) -> int | None:
+    """Read past the header records; the reader's line then, or None if the file ends first."""
+    previous = 0
+    header_left = detection.header_rows
+    if header_left:
+        for values in reader:
+            previous = reader.line_num
+            if values:
+                header_left -= 1
+                if not header_left:
+                    break
+        if header_left:
+            return None
+    return previous
 
 
 class _Lines:

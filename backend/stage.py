@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import csv
 import gc
-import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Connection
 from backend.db.engine import Database
 from backend.errors import RowError
 from backend.models import ColumnType, RaggedPolicy, Record, StageResult
+from backend.reader import Run
 
 #: How many offending rows a ragged-row error lists before it stops reading.
 MAX_REPORTED_ROWS = 10
@@ -95,7 +95,7 @@ def stage_records(
     conn: Connection,
     db: Database,
     stage: sa.Table,
-    records: Iterable[tuple[int, int, list[str]]],
+    records: Iterable[Run | Record],
     *,
     width: int,
     policy: RaggedPolicy,
@@ -105,7 +105,7 @@ def stage_records(
     on_batch: Callable[[int], None] | None = None,
     rejects_path: Path | None = None,
 ) -> StageResult:
-    """Create `stage` on `conn` and fill it from `records`; returns counts and column types.
+    """Create `stage` on `conn` and fill it from `records` (`reader.iter_runs`); returns counts and types.
 
     Args:
         width: the header's field count; other rows go through the ragged policy.
@@ -122,86 +122,108 @@ def stage_records(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _stage(conn, db, stage, records, shape, batch_rows, types, on_batch)
+        with db.adapter.stage_writer(conn, stage) as send:
+            batcher = _Batcher(send, width, types, on_batch)
+            _fill(batcher, shape, records, batch_rows)
     finally:
         if collecting:
             gc.enable()
         shape.close()
+    return batcher.result(shape)
 
 
-def _stage(
-    conn: Connection,
-    db: Database,
-    stage: sa.Table,
-    records: Iterable[tuple[int, int, list[str]]],
-    shape: _Shape,
-    batch_rows: int,
-    types: TypeObserver | None,
-    on_batch: Callable[[int], None] | None,
-) -> StageResult:
-    width = shape.width
-    longest = [0] * width
-    rows_read = rows_staged = batches = 0
-    bulk_insert = db.adapter.bulk_insert
-    # Observers that take a whole transposed batch avoid a second transposition per batch.
-    observe_batch = getattr(types, "observe_batch", None)
-    observe = types.observe if types is not None and observe_batch is None else None
-    for batch in _batches(records, batch_rows):
-        rows_read += len(batch)
-        numbers: list[int] = []
-        data: list[list[str]] = []
-        add_number, add_values = numbers.append, data.append
-        for number, line, values in batch:
-            if len(values) != width:
-                fixed = shape.fix(Record(number, line, values))
-                if fixed is None:
-                    continue
-                values = fixed
-            add_number(number)
-            add_values(values)
-        if shape.offending:
-            shape.raise_error()
+def _fill(batcher: _Batcher, shape: _Shape, records: Iterable[Run | Record], batch_rows: int) -> None:
+    """Feed every record to the batcher, applying the ragged-rows policy on the way."""
+    failing_from: int | None = None  # rows read when the first ragged row made the load fail
+    for item in records:
+        if isinstance(item, Run):
+            batcher.rows_read += len(item.rows)
+            if failing_from is not None:
+                # Nothing more is staged; read one more batch to name more offending rows.
+                if batcher.rows_read - failing_from >= batch_rows:
+                    shape.raise_error()
+                continue
+            batcher.add(item.first, item.rows)
+        else:
+            batcher.rows_read += 1
+            fixed = shape.fix(item)
+            if fixed is not None:
+                batcher.add(item.number, [fixed])
+            elif shape.offending and failing_from is None:
+                failing_from = batcher.rows_read
+        if failing_from is None and len(batcher.pending) >= batch_rows:
+            batcher.flush()
+    if shape.offending:
+        shape.raise_error()
+    batcher.flush()
+
+
+class _Batcher:
+    """Collects consecutive rows into batches and sends each one to the stage."""
+
+    def __init__(
+        self,
+        send: Callable[[int, list[list[str]]], None],
+        width: int,
+        types: TypeObserver | None,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        self.send, self.types, self.on_batch = send, types, on_batch
+        self.longest = [0] * width
+        self.rows_read = self.rows_staged = self.batches = 0
+        self.first = 1
+        self.pending: list[list[str]] = []
+        # Observers that take a whole transposed batch avoid a second transposition per batch.
+        self.observe_batch = getattr(types, "observe_batch", None)
+
+    def add(self, first: int, rows: list[list[str]]) -> None:
+        """Queue rows numbered `first`, `first` + 1, ...; a gap in the numbers starts a new batch."""
+        if self.pending and self.first + len(self.pending) != first:
+            self.flush()
+        if self.pending:
+            self.pending.extend(rows)
+        else:
+            self.first, self.pending = first, rows
+
+    def flush(self) -> None:
+        data = self.pending
         if not data:
-            continue
-        # One transposition per batch, in C: lengths, observers and the insert rows all use it.
+            return
+        self.pending = []
+        # One transposition per batch, in C, for the column lengths and the observers.
         columns = list(zip(*data, strict=True))
+        longest = self.longest
         for i, column in enumerate(columns):
             n = max(map(len, column))
             if n > longest[i]:
                 longest[i] = n
-        if observe_batch is not None:
-            observe_batch(data, columns)
-        elif observe is not None:
+        if self.observe_batch is not None:
+            self.observe_batch(data, columns)
+        elif self.types is not None:
+            observe = self.types.observe
             for values in data:
                 observe(values)
-        bulk_insert(conn, stage, list(zip(numbers, *columns, strict=True)))
-        rows_staged += len(data)
-        batches += 1
-        if on_batch is not None:
-            on_batch(rows_staged)
-    if shape.offending:
-        shape.raise_error()
-    column_types = types.result() if types is not None else tuple(ColumnType(length=n) for n in longest)
-    if types is not None:
-        # The observer decides kinds; lengths come from the staged values either way.
-        column_types = tuple(
-            ColumnType(t.kind, max(t.length, n), t.precision, t.scale, t.date_format)
-            for t, n in zip(column_types, longest, strict=True)
+        self.send(self.first, data)
+        self.rows_staged += len(data)
+        self.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(self.rows_staged)
+
+    def result(self, shape: _Shape) -> StageResult:
+        types, longest = self.types, self.longest
+        column_types = types.result() if types is not None else tuple(ColumnType(length=n) for n in longest)
+        if types is not None:
+            # The observer decides kinds; lengths come from the staged values either way.
+            column_types = tuple(
+                ColumnType(t.kind, max(t.length, n), t.precision, t.scale, t.date_format)
+                for t, n in zip(column_types, longest, strict=True)
+            )
+        return StageResult(
+            rows_read=self.rows_read,
+            rows_staged=self.rows_staged,
+            rows_rejected=len(shape.rejected),
+            batches=self.batches,
+            repaired_lines=tuple(shape.repaired),
+            rejected_lines=tuple(shape.rejected),
+            column_types=column_types,
         )
-    return StageResult(
-        rows_read=rows_read,
-        rows_staged=rows_staged,
-        rows_rejected=len(shape.rejected),
-        batches=batches,
-        repaired_lines=tuple(shape.repaired),
-        rejected_lines=tuple(shape.rejected),
-        column_types=column_types,
-    )
-
-
-def _batches(
-    records: Iterable[tuple[int, int, list[str]]], size: int
-) -> Iterator[list[tuple[int, int, list[str]]]]:
-    iterator = iter(records)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch

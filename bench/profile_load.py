@@ -16,11 +16,11 @@ startup/imports        interpreter start, module imports (also lazy ones during 
 setup/tracking         settings, engine, init_db, tracking rows, table plan, drop of the stage
 detect                 backend.detection (encoding, dialect, header, sample types)
 read/decode            file reads, SHA-256 of the bytes, TextIOWrapper decoding (csv input side)
-parse                  the C csv reader and the Python record generator of backend/reader.py
-convert                the stage loop of backend/stage.py (batches, ragged check, lengths)
+parse                  the C csv reader and the Python run generator of backend/reader.py
+convert                the stage loop of backend/stage.py (batches, ragged policy, lengths)
 infer types            TypeTracker.observe over every row (``--types infer`` only)
 profile stats          backend/profile.py: per-column statistics gathered while staging
-send                   bulk_insert into the staging table (executemany / COPY), incl. waiting
+send                   rows into the staging table (executemany / COPY), incl. waiting
 validate               quality checks and profile of the staged rows
 publish                INSERT ... SELECT into the live table (with the SQL-side type
                        conversion, e.g. SQLite's Python date UDF), tracking flip, commit
@@ -140,7 +140,7 @@ SETUP_MODULES = (
 )  # fmt: skip
 #: Functions of backend/reader.py that turn parsed rows into records; the rest of the module feeds
 #: the C csv reader its lines (reads, decoding, line splitting).
-RECORD_FUNCTIONS = ("_records", "_iter", "iter_records")
+RECORD_FUNCTIONS = ("_records", "_runs", "_group", "_iter", "iter_records")
 
 
 def classify(frames: list[Frame], input_lines: set[int]) -> str:
@@ -183,14 +183,15 @@ def _stage_of(f: Frame, callers: list[Frame], names: set[str]) -> str | None:
         return None
     if module == "reader.py":
         return "parse" if f.function in RECORD_FUNCTIONS else "read/decode"
-    if module == "detection/types.py" and any(g.function == "_stage" for g in callers):
+    if module == "detection/types.py" and any(g.function in ("flush", "stage_records") for g in callers):
         return "infer types"
     if module.startswith("detection/"):
         return "detect"
     if module == "profile.py":
         return "profile stats"
     if module == "db/dialects.py":
-        return "send" if f.function == "bulk_insert" else None
+        # stage_rows (executemany), _CopyWriter.__call__/close and copy_text (COPY, PostgreSQL).
+        return "send" if f.function in ("stage_rows", "__call__", "close", "copy_text") else None
     if module == "stage.py":
         return "convert"
     if module == "quality.py":

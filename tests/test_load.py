@@ -80,6 +80,28 @@ class TestRoundTrip:
         load_file(db, settings, LoadRequest(path=path))
         assert export_rows(db, "notes") == rows
 
+    @pytest.mark.parametrize("batch", [2, 1000])
+    def test_values_copy_would_escape_survive_in_every_batch_layout(self, tmp_path, db_url, batch):
+        """Tabs, backslashes, \\N, CR and LF in values, next to plain batches, are stored unchanged."""
+        settings = make_settings(tmp_path, db_url, ingest_batch_size=batch)
+        db = open_db(settings)
+        rows = [
+            ["id", "text"],
+            ["1", "plain"],
+            ["2", "é€ ünïcode"],
+            ["3", "tab\there"],
+            ["4", "back\\slash"],
+            ["5", "\\N"],
+            ["6", "cr\rlf\r\nlf\nend"],
+            ["7", "\\."],
+            ["8", "last"],
+        ]
+        try:
+            load_file(db, settings, LoadRequest(path=write_csv(tmp_path / "escapes.csv", rows)))
+            assert export_rows(db, "escapes") == rows
+        finally:
+            db.dispose()
+
 
 class TestVersions:
     def test_fullload_twice_keeps_one_copy_and_one_backup_version(self, env, tmp_path):

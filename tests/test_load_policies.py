@@ -69,6 +69,37 @@ class TestRaggedRows:
         assert len(rejects) == 1
         assert rejects[0].read_text().splitlines() == ["line,fields", "3,2,b", "4,3,c,y,extra,more"]
 
+    @pytest.mark.parametrize("batch", [1, 2, 1000])
+    def test_rows_keep_their_numbers_around_skipped_rows_across_batches(self, tmp_path, db_url, batch):
+        """Rows after a skipped row keep their own _row_number, whatever the batch size."""
+        settings = make_settings(tmp_path, db_url, ingest_batch_size=batch)
+        db = open_db(settings)
+        try:
+            path = tmp_path / "gaps.csv"
+            path.write_text("id,name\n1,a\n2,b,bad\n3,c\n4,d\nbad\n6,f\n7,g\n")
+            result = load_file(db, settings, LoadRequest(path=path, ragged_rows=RaggedPolicy.SKIP))
+            with db.read() as conn:
+                got = conn.execute(sa.text("SELECT _row_number, id FROM ref.gaps ORDER BY _row_number")).all()
+        finally:
+            db.dispose()
+        assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (7, 5, 2)
+        assert [tuple(r) for r in got] == [(1, "1"), (3, "3"), (4, "4"), (6, "6"), (7, "7")]
+
+    def test_error_policy_names_offending_rows_of_later_batches_too(self, tmp_path, db_url):
+        """With small batches the ragged-row error still lists the offending lines of the next batch."""
+        settings = make_settings(tmp_path, db_url, ingest_batch_size=2)
+        db = open_db(settings)
+        try:
+            path = tmp_path / "ragged.csv"
+            path.write_text("id,name\n1,a\n2\n3,c\n4\n5,e\n6,f\n7,g\n8,h\n9\n")
+            with pytest.raises(RowError) as info:
+                load_file(db, settings, LoadRequest(path=path))
+            with db.read() as conn:
+                assert not sa.inspect(conn).has_table("ragged", schema="ref")
+        finally:
+            db.dispose()
+        assert info.value.rows == (3, 5)
+
 
 class TestInferredTypes:
     def test_infer_types_integers_decimals_booleans_and_day_first_dates(self, env, tmp_path):

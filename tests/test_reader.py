@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from backend.errors import DetectionError
-from backend.models import Detection
-from backend.reader import CHUNK_BYTES, iter_records
+from backend.models import Detection, Record
+from backend.reader import CHUNK_BYTES, Run, iter_records, iter_runs
 
 CSV = Detection(encoding="utf-8", delimiter=",")
 
@@ -162,3 +162,18 @@ class TestStreams:
         path = write(tmp_path, 'a,b\n1,"' + "x" * 200_000 + "\n")
         with pytest.raises(DetectionError, match="line 2"):
             read(path)
+
+
+class TestRuns:
+    def test_a_ragged_record_spanning_lines_reports_its_first_line(self, tmp_path: Path) -> None:
+        """A ragged record with a quoted line break comes alone, with the line it starts on."""
+        path = write(tmp_path, 'a,b\n1,2\n\n3,"x\r\ny",extra\n4,5\n')
+        items = list(iter_runs(path, replace(CSV, header_rows=1), width=2, size=10))
+        assert items == [Run(1, [["1", "2"]]), Record(2, 4, ["3", "x\r\ny", "extra"]), Run(3, [["4", "5"]])]
+
+    def test_runs_split_at_the_size_and_around_trailer_rows(self, tmp_path: Path) -> None:
+        """Runs hold at most `size` rows; a trailer row is left out as with iter_records."""
+        path = write(tmp_path, "a\n1\n2\n3\nTOTAL 3\n")
+        detection = replace(CSV, header_rows=1, trailer_rows=1)
+        items = list(iter_runs(path, detection, width=1, size=2))
+        assert items == [Run(1, [["1"], ["2"]]), Run(3, [["3"]])]

@@ -2,7 +2,7 @@
 
 Everything else (DDL, publish statements, tracking) is SQLAlchemy Core and compiles for all
 three. An adapter answers four questions: how to connect, what a text/typed column is, how to
-send a batch of rows fast, and how to take the publish lock.
+stage a batch of rows fast (and number them), and how to take the publish lock.
 
 - SQLite: schemas are attached database files next to the main one (``refdata.ref.db``), in
   WAL mode. Rollback-journal mode would make a transaction atomic across the attached files, but
@@ -21,8 +21,11 @@ send a batch of rows fast, and how to take the publish lock.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -41,6 +44,10 @@ if TYPE_CHECKING:
 #: with slightly longer values rarely needs the column widened.
 _TRUE_WORDS = ("true", "t", "yes", "y", "1")
 _TEXT_WIDTHS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4000)
+
+
+#: A batch of staged rows: the values of each row, as read.
+Rows = Sequence[Sequence[str]]
 
 
 def text_width(max_length: int) -> int | None:
@@ -70,7 +77,13 @@ class DialectAdapter(Protocol):
 
     def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table: ...
 
-    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None: ...
+    def stage_writer(
+        self, conn: Connection, stage: sa.Table
+    ) -> contextlib.AbstractContextManager[Callable[[int, Rows], None]]:
+        """A function `send(first, rows)` that appends `rows` (values only) to `stage`, numbered
+        `first`, `first` + 1, ... in order; everything is sent when the context exits normally.
+        """
+        ...
 
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None: ...
 
@@ -118,14 +131,12 @@ class _Base:
             return sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
         return self.text_type(column_type.length)
 
-    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
-        return sa.Table(
-            name,
-            metadata,
-            sa.Column("_row_number", sa.BigInteger, nullable=False),
-            *(sa.Column(c, sa.Text) for c in columns),
-            prefixes=["TEMPORARY"],
-        )
+    @contextlib.contextmanager
+    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
+        yield functools.partial(self.stage_rows, conn, stage)
+
+    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None:
+        raise NotImplementedError
 
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
         """Serialise publishers of one table; readers keep seeing the committed rows."""
@@ -246,6 +257,10 @@ class SQLiteAdapter(_Base):
             if not date_format or date_format in _SQLITE_NATIVE_FORMATS:
                 # Already in the layout SQLAlchemy reads back: no per-value Python call.
                 return value
+            if date_format in _SQLITE_T_FORMATS:
+                # ISO with a "T": only the separator differs. A Python call per value cost 28 s
+                # per million rows (bench/RESULTS.md); the type tracker has checked every value.
+                return sa.func.replace(sa.func.trim(value), "T", " ")
             kind = "datetime" if isinstance(target, sa.DateTime) else "date"
             return sa.func.refdata_strptime(value, date_format, kind)
         return super().cast_text(value, target, date_format)
@@ -257,10 +272,30 @@ class SQLiteAdapter(_Base):
         conn.begin()
         conn.execution_options(sqlite_begin="DEFERRED")
 
-    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
+        # INTEGER PRIMARY KEY is the rowid: rows inserted without a number get the next one, so
+        # the rows go to executemany exactly as the csv reader made them (no tuple per row).
+        return sa.Table(
+            name,
+            metadata,
+            sa.Column("_row_number", sa.Integer, primary_key=True),
+            *(sa.Column(c, sa.Text) for c in columns),
+            prefixes=["TEMPORARY"],
+        )
+
+    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None:
+        if not rows:
+            return
+        values = [c for c in stage.columns if c.name != "_row_number"]
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self._insert_sql(conn, table), rows)
+            # The first row carries its number (runs may follow a gap left by a skipped row);
+            # the rest take rowid + 1 each.
+            cursor.execute(self._insert_sql(conn, stage), (first, *rows[0]))
+            cursor.executemany(
+                str(sa.insert(stage).compile(dialect=conn.dialect, column_keys=[c.name for c in values])),
+                itertools.islice(rows, 1, None),
+            )
         finally:
             cursor.close()
 
@@ -286,17 +321,25 @@ class PostgreSQLAdapter(_Base):
         width = text_width(max_length)
         return sa.Text() if width is None else sa.String(width)
 
-    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
-        # psycopg's write_row is C code (about 2 us a row here); formatting the batch as CSV with
-        # the csv module first and sending one buffer measured three times slower.
-        preparer = conn.dialect.identifier_preparer
-        cols = ", ".join(preparer.quote(c.name) for c in table.columns)
-        statement = f"COPY {preparer.format_table(table)} ({cols}) FROM STDIN"
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(statement) as copy:
-            write_row = copy.write_row
-            for row in rows:
-                write_row(row)
+    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
+        # The number comes from an identity: COPY sends values only (no tuple built per row).
+        return sa.Table(
+            name,
+            metadata,
+            sa.Column("_row_number", sa.BigInteger, sa.Identity(start=1), nullable=False),
+            *(sa.Column(c, sa.Text) for c in columns),
+            prefixes=["TEMPORARY"],
+        )
+
+    @contextlib.contextmanager
+    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
+        writer = _CopyWriter(conn, stage)
+        try:
+            yield writer
+        except BaseException as exc:
+            writer.close(exc)
+            raise
+        writer.close(None)
 
     def serialize_publish(self, conn: Connection, schema: str, table: str) -> None:
         # An advisory lock, released at commit or rollback, also covers a table not created yet.
@@ -361,12 +404,16 @@ class MSSQLAdapter(_Base):
             *(sa.Column(c, sa.UnicodeText) for c in columns),
         )
 
-    def bulk_insert(self, conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None:
+        if not rows:
+            return
+        # Explicit numbers: SQL Server does not promise IDENTITY order for an array insert.
+        numbered = [(first + i, *row) for i, row in enumerate(rows)]
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.fast_executemany = True
-            cursor.setinputsizes(mssql_input_sizes(rows, len(table.columns)))
-            cursor.executemany(self._insert_sql(conn, table), rows)
+            cursor.setinputsizes(mssql_input_sizes(numbered, len(stage.columns)))
+            cursor.executemany(self._insert_sql(conn, stage), numbered)
         finally:
             cursor.close()
 
@@ -387,6 +434,71 @@ class MSSQLAdapter(_Base):
         name = conn.dialect.identifier_preparer.format_table(table)
         # The name went through the dialect's identifier quoting above.
         conn.exec_driver_sql(f"SELECT COUNT(*) FROM {name} WITH (UPDLOCK, TABLOCK, HOLDLOCK)")  # noqa: S608
+
+
+class _CopyWriter:
+    """Sends staged rows through one COPY that stays open across batches.
+
+    The server parses and stores a batch on its own core while we read the next one; a COPY per
+    batch made us wait for the server at the end of every batch (2.7 s per 100 MB, profile). A
+    gap in the numbers (a skipped row) ends the COPY and restarts the identity at the next run.
+    """
+
+    def __init__(self, conn: Connection, stage: sa.Table) -> None:
+        preparer = conn.dialect.identifier_preparer
+        self._table = preparer.format_table(stage)
+        cols = ", ".join(preparer.quote(c.name) for c in stage.columns if c.name != "_row_number")
+        self._statement = f"COPY {self._table} ({cols}) FROM STDIN"
+        self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        self._open: Any = None  # the COPY context manager while a COPY is open
+        self._copy: Any = None
+        self._next = 0
+
+    def __call__(self, first: int, rows: Rows) -> None:
+        if not rows:
+            return
+        if self._open is not None and first != self._next:
+            self.close(None)
+        if self._open is None:
+            self._cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, '_row_number'), %s, false)", (self._table, first)
+            )
+            self._open = self._cursor.copy(self._statement)
+            self._copy = self._open.__enter__()
+        text = copy_text(rows)
+        if text is not None:
+            self._copy.write(text)
+        else:
+            # psycopg's write_row is C code (about 5 us a row of 12 values here).
+            write_row = self._copy.write_row
+            for row in rows:
+                write_row(row)
+        self._next = first + len(rows)
+
+    def close(self, exc: BaseException | None) -> None:
+        """End the open COPY: commit its rows, or abort it (CopyFail) when `exc` is given."""
+        opened, self._open, self._copy = self._open, None, None
+        if opened is not None:
+            opened.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+
+def copy_text(rows: Rows) -> str | None:
+    """The batch in COPY's text format, or None when a value would need escaping.
+
+    Joined in C (about 0.3 us a row against 5 us for psycopg's write_row). The counts prove that
+    no value holds a tab or a line break and none a backslash (COPY's escape character), so the
+    text needs no escaping; otherwise the caller sends the rows one by one.
+    """
+    width = len(rows[0])
+    text = "\n".join(map("\t".join, rows))
+    if (
+        text.count("\t") != len(rows) * (width - 1)
+        or text.count("\n") != len(rows) - 1
+        or "\\" in text
+        or "\r" in text
+    ):
+        return None
+    return text + "\n"
 
 
 def mssql_input_sizes(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[int, int, int]]:
@@ -416,6 +528,7 @@ _MSSQL_DATE_STYLES = {
 }  # fmt: skip
 #: Date formats SQLite can store as written (SQLAlchemy's Date/DateTime read them back as is).
 _SQLITE_NATIVE_FORMATS = frozenset({"%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"})
+_SQLITE_T_FORMATS = frozenset({"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"})
 _PG_PARTS = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "HH24", "%M": "MI", "%S": "SS", "%f": "US"}
 
 

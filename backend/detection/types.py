@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -236,16 +236,26 @@ class TypeTracker:
         if len(rows) >= _BATCH_ROWS:
             self._flush()
 
+    def observe_columns(self, columns: Sequence[Sequence[str | None]]) -> None:
+        """Take a batch of rows already transposed into columns (one per column, equal lengths)."""
+        self._flush()
+        if columns:
+            self._rows_seen += len(columns[0])
+            self._take(columns)
+
     def _flush(self) -> None:
         rows = self._rows
         if not rows:
             return
         self._rows = []
         self._rows_seen += len(rows)
+        # zip_longest pads short rows with NULL; columns past the last are dropped by islice.
+        self._take(itertools.islice(itertools.zip_longest(*rows), self._n))
+
+    def _take(self, columns: Iterable[Sequence[str | None]]) -> None:
         max_len = self._max_len
         candidates = self._candidates
-        # zip_longest pads short rows with NULL; columns past the last are dropped by islice.
-        for i, column in enumerate(itertools.islice(itertools.zip_longest(*rows), self._n)):
+        for i, column in enumerate(columns):
             values = list(filter(None, column))
             if not values:
                 continue

@@ -13,6 +13,7 @@ from backend.db.dialects import (
     PostgreSQLAdapter,
     SQLiteAdapter,
     adapter_for,
+    copy_text,
     mssql_input_sizes,
     text_width,
 )
@@ -137,3 +138,14 @@ class TestRawSqlServerStatements:
         table = sa.Table("rates", sa.MetaData(), sa.Column("c", sa.Unicode(10)), schema="ref")
         MSSQLAdapter().lock_for_publish(conn, table)  # type: ignore[arg-type]
         assert conn.sql == ["SELECT COUNT(*) FROM ref.rates WITH (UPDLOCK, TABLOCK, HOLDLOCK)"]
+
+
+class TestCopyText:
+    def test_plain_rows_become_tab_separated_lines(self):
+        """Rows without special characters are sent as one tab-separated text, empty cells as empty fields."""
+        assert copy_text([["1", "a b", ""], ["2", "é", "x"]]) == "1\ta b\t\n2\té\tx\n"
+
+    @pytest.mark.parametrize("value", ["a\tb", "a\nb", "a\rb", "back\\slash", "\\N"])
+    def test_a_value_that_needs_escaping_sends_the_batch_row_by_row(self, value):
+        """A tab, line break, CR or backslash anywhere in the batch means no shortcut (None)."""
+        assert copy_text([["1", "plain"], ["2", value]]) is None

@@ -8,7 +8,7 @@ import pytest
 
 from backend.config import Settings
 from backend.detection import HAS_SKIPINITIALSPACE, detect
-from backend.reader import iter_records
+from backend.reader import Run, iter_records, iter_runs
 
 from . import corpus as C
 
@@ -67,3 +67,25 @@ class TestPollutedTables:
         if case.headers is not None:
             assert detection.headers == case.headers
         assert [r.values for r in iter_records(path, detection)] == case.table_rows
+
+    @pytest.mark.parametrize("case", CASES)
+    @pytest.mark.parametrize("size", [1, 3, 1000])
+    def test_runs_for_staging_hold_the_same_records_as_rows(
+        self, case: C.Case, size: int, settings: Settings, tmp_path: Path
+    ) -> None:
+        """iter_runs() (the staging path) yields the same numbers, lines and values as iter_records()."""
+        path = tmp_path / "file.csv"
+        path.write_bytes(case.data)
+        detection = detect(path, settings)
+        width = len(detection.headers) if detection.headers else max(len(r) for r in case.table_rows)
+        records = [(r.number, r.values) for r in iter_records(path, detection)]
+        lines = {r.number: r.line for r in iter_records(path, detection)}
+        flattened: list[tuple[int, list[str]]] = []
+        for item in iter_runs(path, detection, width=width, size=size):
+            if isinstance(item, Run):
+                assert 0 < len(item.rows) <= size and all(len(v) == width for v in item.rows)
+                flattened += [(item.first + i, values) for i, values in enumerate(item.rows)]
+            else:
+                assert len(item.values) != width and item.line == lines[item.number]
+                flattened.append((item.number, item.values))
+        assert flattened == records

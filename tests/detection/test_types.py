@@ -134,6 +134,23 @@ class TestTypeTracker:
             TypeTracker(1, date_order="ydm")
 
 
+class TestObserveColumns:
+    def test_columns_give_the_same_types_as_rows(self):
+        """Batches handed over as columns decide the same types as the same rows observed one by one."""
+        rows = [
+            [str(i), f"{i}.5", "2024-01-31" if i % 2 else "2024-02-01", "yes" if i % 3 else "", f"x{i}"]
+            for i in range(5000)
+        ]
+        by_rows = TypeTracker(5)
+        for row in rows:
+            by_rows.observe(row)
+        by_columns = TypeTracker(5)
+        for start in range(0, len(rows), 1500):
+            by_columns.observe_columns(list(zip(*rows[start : start + 1500], strict=True)))
+        assert by_columns.result() == by_rows.result()
+        assert by_columns.rows_seen == by_rows.rows_seen == 5000
+
+
 class TestParseValue:
     @pytest.mark.parametrize(
         ("text", "column_type", "value"),
