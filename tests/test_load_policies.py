@@ -102,6 +102,23 @@ class TestRaggedRows:
 
 
 class TestInferredTypes:
+    def test_iso_datetimes_with_a_t_load_as_datetimes(self, env, tmp_path):
+        """ISO datetimes written with a "T" (with or without fractions) become datetime values."""
+        settings, db = env
+        path = tmp_path / "stamps.csv"
+        path.write_text(
+            "id,at,precise\n1,2024-01-31T10:15:00,2024-01-31T10:15:00.250000\n2,,2024-02-01T00:00:00.5\n"
+        )
+        load_file(db, settings, LoadRequest(path=path, type_policy=TypePolicy.INFER))
+        with db.read() as conn:
+            table = sa.Table("stamps", sa.MetaData(), schema="ref", autoload_with=conn)
+            rows = conn.execute(sa.select(table.c.at, table.c.precise).order_by(table.c._row_number)).all()
+        assert isinstance(table.c.at.type, sa.DateTime)
+        assert rows == [
+            (dt.datetime(2024, 1, 31, 10, 15), dt.datetime(2024, 1, 31, 10, 15, 0, 250000)),
+            (None, dt.datetime(2024, 2, 1, 0, 0, 0, 500000)),
+        ]
+
     def test_infer_types_integers_decimals_booleans_and_day_first_dates(self, env, tmp_path):
         """With infer, columns become integer, decimal, boolean, date and datetime; day-first dates parse
         right.
