@@ -8,7 +8,7 @@ thousand sampled values per column, and no extra query runs over the staging tab
 aggregates over the staging table were measured first and cost ~20 s per 1M rows x 12 columns
 on SQLite (COUNT(DISTINCT) alone 13 s), against ~2-3 s for this observer.
 
-Big files are profiled from a sample: every row of the first `EXACT_ROWS` rows, then one batch
+Big files are profiled from a sample: every row of the first `EXACT_ROWS` rows, then one row
 in `SAMPLE_EVERY`. Summarising every row cost a quarter of a large load's time (benchmark,
 bench/RESULTS.md); a reference-data table is usually under the limit and keeps exact figures.
 Row and NULL counts stay exact (they are cheap); min/max, distinct counts, frequent values and
@@ -37,6 +37,7 @@ import heapq
 import json
 import math
 import operator
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -54,8 +55,8 @@ from backend.stage import TypeObserver
 
 #: Rows buffered before a batch is summarised.
 BATCH_ROWS = 4096
-#: Every row up to here is summarised; beyond it, one batch in SAMPLE_EVERY.
-EXACT_ROWS = 100_000
+#: Every row up to here is summarised; beyond it, one row in SAMPLE_EVERY.
+EXACT_ROWS = 20_000
 SAMPLE_EVERY = 10
 #: Non-empty values kept per column for patterns, sensitive data and type hints.
 SAMPLE_VALUES = 5000
@@ -129,10 +130,11 @@ class _Column:
         """Only the NULL count, for batches left out of the sample."""
         self.empty += column.count("")
 
-    def add(self, column: tuple[str, ...], weight: int = 1) -> None:
-        """Summarise a batch that stands for `weight` batches (the sampling rate past EXACT_ROWS)."""
+    def add(self, column: tuple[str, ...], weight: int = 1, *, count_empty: bool = True) -> None:
+        """Summarise values that each stand for `weight` values (the sampling rate past EXACT_ROWS)."""
         empty = column.count("")
-        self.empty += empty
+        if count_empty:
+            self.empty += empty
         values: Sequence[str] = list(filter(None, column)) if empty else column
         if not values:
             return
@@ -224,7 +226,8 @@ class ProfileObserver:
         self._inner = inner
         self._exact_rows = exact_rows
         self._sample_every = max(1, sample_every)
-        self._skipped = 0
+        # Seeded: the same file gives the same profile. Not for secrets.
+        self._random = random.Random(EXACT_ROWS)  # noqa: S311
         self._inner_observe = inner.observe if inner is not None else None
         # The type tracker can take the staging loop's columns as they are (no second transposition).
         self._inner_columns = getattr(inner, "observe_columns", None)
@@ -264,19 +267,24 @@ class ProfileObserver:
         return self.sampled_rows < self.rows
 
     def _summarise(self, n: int, columns: Sequence[tuple[str, ...]]) -> None:
-        in_sample, weight = self.rows < self._exact_rows, 1
-        if not in_sample:
-            weight = self._sample_every
-            self._skipped += 1
-            in_sample = self._skipped % self._sample_every == 0
+        exact = self.rows < self._exact_rows
         self.rows += n
-        if in_sample:
+        if exact:
             self.sampled_rows += n
             for column, cells in zip(self.columns, columns, strict=True):
-                column.add(cells, weight)
-        else:
-            for column, cells in zip(self.columns, columns, strict=True):
-                column.count_empty(cells)
+                column.add(cells)
+            return
+        every = self._sample_every
+        # A simple random sample of the batch (each row standing for `every` rows): a stride
+        # aliases with periodic data (every 10th row of an A-E cycle is always the same letter).
+        k = n // every
+        picked = sorted(self._random.sample(range(n), k)) if k > 1 else []
+        pick = operator.itemgetter(*picked) if picked else None
+        self.sampled_rows += len(picked)
+        for column, cells in zip(self.columns, columns, strict=True):
+            column.count_empty(cells)
+            if pick is not None:
+                column.add(pick(cells), every, count_empty=False)
 
     def result(self) -> tuple[ColumnType, ...]:
         self.flush()

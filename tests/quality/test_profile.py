@@ -91,7 +91,7 @@ class TestStatistics:
 
 class TestObserver:
     def test_distinct_is_exact_while_small_and_estimated_when_large(self):
-        """Up to the exact limit the distinct count is exact; beyond it the estimate is within 5 %."""
+        """Up to the exact limit the distinct count is exact; beyond it the estimate is within 10 %."""
         small, large = 3000, 200_000
         observer = ProfileObserver(2, exact_rows=large)
         for i in range(large):
@@ -100,11 +100,13 @@ class TestObserver:
         few, many = profile["columns"]
         assert (few["distinct"], "distinct_approximate" in few) == (small, False)
         assert many["distinct_approximate"] is True
-        assert abs(many["distinct"] - large) / large < 0.05
+        # k-minimum-values (k=2048) has ~2.2 % standard error and str hashes are salted per
+        # process: 10 % (4.5 standard errors) keeps this from flaking.
+        assert abs(many["distinct"] - large) / large < 0.10
         assert small < 2 * DISTINCT_EXACT < large
 
     def test_past_the_exact_rows_statistics_come_from_a_sample_and_say_so(self):
-        """Beyond exact_rows only one batch in sample_every is summarised; rows and NULLs stay exact."""
+        """Beyond exact_rows only one row in sample_every is summarised; rows and NULLs stay exact."""
         observer = ProfileObserver(2, exact_rows=1000, sample_every=4)
         rows = 10 * 4096
         for i in range(rows):
@@ -112,14 +114,14 @@ class TestObserver:
         profile = build_profile(observer, ["id", "flag"], observer.result())
         ident, flag = profile["columns"]
         assert profile["rows"] == rows
-        # Rows are summarised in 4096-row flushes: the first is within exact_rows; of the nine
-        # past it, the 4th and the 8th are sampled.
-        assert profile["sampled_rows"] == 3 * 4096
+        # Rows are summarised in 4096-row flushes: the first is within exact_rows, so all of it
+        # counts; of the nine after it, a random quarter.
+        assert profile["sampled_rows"] == 4096 + 9 * 1024
         assert ident["from_sample"] is True and ident["distinct_approximate"] is True
         assert ident["distinct"] == pytest.approx(rows, rel=0.1)  # all new: scaled to the file
         assert flag["nulls"] == rows // 10
-        ((value, count),) = flag["top"]  # sampled batches count four times
-        assert value == "x" and count == pytest.approx(rows * 0.9, rel=0.15)
+        ((value, count),) = flag["top"]  # a sampled value counts four times
+        assert value == "x" and count == pytest.approx(rows * 0.9, rel=0.05)
 
     def test_below_the_exact_rows_nothing_is_sampled(self):
         """A file within exact_rows keeps exact figures and no sample marks."""
@@ -133,7 +135,7 @@ class TestObserver:
 
     def test_stddev_stays_accurate_for_large_close_values(self):
         """Values around 1e9 with a spread of 1 give the right standard deviation (no cancellation)."""
-        observer = ProfileObserver(1)
+        observer = ProfileObserver(1, exact_rows=30_000)
         values = [1_000_000_000 + (i % 3) for i in range(30_000)]
         for v in values:
             observer.observe([str(v)])

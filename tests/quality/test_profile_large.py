@@ -47,7 +47,7 @@ class TestLargeFile:
             sampler.join()
         assert result.rows_loaded == self.ROWS
         profile = env.profile()
-        # Past EXACT_ROWS the statistics come from one batch in SAMPLE_EVERY; counts stay exact.
+        # Past EXACT_ROWS the statistics come from one row in SAMPLE_EVERY; counts stay exact.
         assert profile["rows"] == self.ROWS and EXACT_ROWS <= profile["sampled_rows"] < self.ROWS / 2
         ident, grp, amount = profile["columns"]
         assert all(c["from_sample"] for c in profile["columns"])
