@@ -264,6 +264,7 @@ def align_backup(conn: Connection, db: Database, backup: sa.Table, live: sa.Tabl
             changed = True
     if not changed:
         return backup
+    db.forget_table(db.catalog.backup_schema, backup.name)
     refreshed = db.reflect(conn, backup.name, db.catalog.backup_schema)
     return refreshed if refreshed is not None else backup
 

@@ -109,11 +109,18 @@ def plan_table(
 
 
 def record_schema(db: Database, tracking_id: int, details: dict[str, Any]) -> None:
-    """Store the schema report in the tracking row; an audit event when the columns differ."""
+    """Store the schema report in the tracking row; an audit event when the columns differ.
+
+    Deferred (`tracking.defer`): written with the row's next write, at the latest the publish
+    or the failure, instead of a commit of its own.
+    """
     report, evolution = details.get("schema_report"), details.get("evolution")
-    tracking.update(db, tracking_id, schema_report=tracking.to_json(report) if report else None)
+    decision = None
     if evolution and evolution.get("action") not in ("none", "create"):
-        tracking.event(db, tracking_id, "schema_decision", {**evolution, "schema_report": report})
+        decision = ("schema_decision", {**evolution, "schema_report": report})
+    tracking.defer(
+        db, tracking_id, event=decision, schema_report=tracking.to_json(report) if report else None
+    )
 
 
 def types_by_name(plan: TablePlan, column_types: Sequence[ColumnType]) -> dict[str, ColumnType]:
@@ -167,10 +174,12 @@ def prepare_live(
 
     Returns the live table's current definition.
     """
-    live = db.reflect(conn, plan.table, db.catalog.data_schema)
+    schema = db.catalog.data_schema
+    live = db.reflect(conn, plan.table, schema)
     if live is None:
         live = target_definition(db, plan, column_types)
         live.create(conn)
+        db.forget_table(schema, plan.table)
         return live
     db.adapter.lock_for_publish(conn, live)
     evolution: Evolution | None = getattr(plan, "evolution", None)
@@ -182,7 +191,9 @@ def prepare_live(
             db.adapter.widen_column(conn, live, name, db.adapter.text_type(wanted.length))
             widened = True
     if widened:
-        refreshed = db.reflect(conn, plan.table, db.catalog.data_schema)
+        # No forget_table here: the fingerprint sees a real widening (a new type modifier), and
+        # where widening is a no-op (SQLite) the cached definition stays valid and is reused.
+        refreshed = db.reflect(conn, plan.table, schema)
         if refreshed is not None:
             live = refreshed
     return live
@@ -212,6 +223,7 @@ def evolve_live(
             add_column(conn, live, name, db.adapter.column_type(by_name[name]))
         if not added:
             return live
+        db.forget_table(db.catalog.data_schema, plan.table)
         live = _reflect_live(conn, db, plan.table)
         _align_existing_backup(conn, db, live)
         tracking.add_event(conn, db, tracking_id, "schema_evolved", {"action": "add_columns", "added": added})
@@ -225,6 +237,7 @@ def evolve_live(
     live.drop(conn)
     live = target_definition(db, plan, column_types)
     live.create(conn)
+    db.forget_table(db.catalog.data_schema, plan.table)
     _align_existing_backup(conn, db, live)
     tracking.add_event(
         conn,

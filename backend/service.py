@@ -425,7 +425,10 @@ def _record_move(
 
 def _cancel_checker(rt: Runtime, path: Path) -> Any:
     marker = path.with_name(path.name + CANCEL_SUFFIX)
-    last_db_check = [0.0]
+    # The first look at the database comes a second into the load, not at its first batch: a
+    # cancel is for a load that runs long, and a burst of small files would otherwise pay a
+    # connection checkout and a query per file to find the flag unset.
+    last_db_check = [time.monotonic()]
 
     def check(tracking_id: int) -> None:
         if rt.abort.is_set():

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -45,6 +45,20 @@ if TYPE_CHECKING:
 _TRUE_WORDS = ("true", "t", "yes", "y", "1")
 _TEXT_WIDTHS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4000)
 
+
+#: `table_fingerprint` cannot tell: the caller reflects the table in full, uncached.
+UNKNOWN_FINGERPRINT = object()
+# PostgreSQL's table fingerprint: the relation's oid and its live columns (name, type, type
+# modifier such as a varchar length, NOT NULL); no row means no such table. The relkinds are
+# those SQLAlchemy's has_table accepts.
+_PG_FINGERPRINT = sa.text(
+    "SELECT c.oid, a.attname, a.atttypid, a.atttypmod, a.attnotnull "
+    "FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+    "WHERE n.nspname = :schema AND c.relname = :name AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
+    "ORDER BY a.attnum"
+)
 
 #: A batch of staged rows: the values of each row, as read.
 Rows = Sequence[Sequence[str]]
@@ -86,6 +100,11 @@ class DialectAdapter(Protocol):
         ...
 
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None: ...
+
+    def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
+        """A cheap value that changes whenever the table's definition does (None: no such table,
+        UNKNOWN_FINGERPRINT: cannot tell, reflect in full); see `Database.reflect`."""
+        ...
 
     def begin_write(self, conn: Connection) -> None: ...
 
@@ -137,6 +156,10 @@ class _Base:
 
     def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None:
         raise NotImplementedError
+
+    def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
+        # SQL Server: no live server here to prove a catalog query on, so always reflect in full.
+        return UNKNOWN_FINGERPRINT
 
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None:
         """Serialise publishers of one table; readers keep seeing the committed rows."""
@@ -244,6 +267,17 @@ class SQLiteAdapter(_Base):
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         """Schemas are attached files, attached on connect; nothing to create."""
 
+    def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
+        # The CREATE TABLE text, which ALTER TABLE rewrites.
+        master = f"{conn.dialect.identifier_preparer.quote_schema(schema)}.sqlite_master"
+        sql = conn.execute(
+            sa.text(f"SELECT sql FROM {master} WHERE type = 'table' AND name = :name"),  # noqa: S608
+            {"name": name},
+        ).scalar()
+        # No exact match may still be the same table under another case (SQLite compares
+        # names case-insensitively): let the full reflection decide.
+        return sql if sql is not None else UNKNOWN_FINGERPRINT
+
     def widen_column(
         self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
     ) -> None:
@@ -340,6 +374,10 @@ class PostgreSQLAdapter(_Base):
             writer.close(exc)
             raise
         writer.close(None)
+
+    def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
+        rows = conn.execute(_PG_FINGERPRINT, {"schema": schema, "name": name}).all()
+        return tuple(tuple(row) for row in rows) if rows else None
 
     def serialize_publish(self, conn: Connection, schema: str, table: str) -> None:
         # An advisory lock, released at commit or rollback, also covers a table not created yet.

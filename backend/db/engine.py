@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from backend.db.dialects import DialectAdapter, adapter_for
+from backend.db.dialects import UNKNOWN_FINGERPRINT, DialectAdapter, adapter_for
 from backend.db.schema import Catalog, build_catalog
 from backend.errors import DatabaseUnavailableError, IngestError, RowError
 
@@ -77,6 +79,13 @@ def translate_error(exc: BaseException, *, stage: str = "database") -> IngestErr
     return RowError(f"the database refused the data: {message}", stage=stage)
 
 
+# Callbacks to run if a connection's current transaction rolls back, per Connection object (not
+# in `Connection.info`: reading that on a connection invalidated by a lost server raises, and a
+# rollback is exactly when the hooks must run).
+_rollback_hooks: weakref.WeakKeyDictionary[Connection, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
+_rollback_hooks_lock = threading.Lock()
+
+
 class Database:
     """The engine, its dialect adapter and the product's catalog, created once and passed down."""
 
@@ -85,6 +94,15 @@ class Database:
         self.adapter = adapter
         self.catalog = catalog
         self.settings = settings
+        # (schema, name) -> (catalog fingerprint, reflected definition); see `reflect`.
+        self._tables: dict[tuple[str, str], tuple[Hashable, sa.Table]] = {}
+        self._tables_lock = threading.Lock()
+        # A transaction that ends without either event (its connection was lost) drops its
+        # hooks at the connection's next BEGIN: its outcome is unknown, and running them for
+        # a later transaction would be wrong.
+        for name, listener in (("begin", _drop_hooks), ("commit", _drop_hooks), ("rollback", _run_hooks)):
+            if not sa.event.contains(engine, name, listener):
+                sa.event.listen(engine, name, listener)
 
     @property
     def dialect_name(self) -> str:
@@ -114,6 +132,11 @@ class Database:
         except sa.exc.DBAPIError as exc:
             raise translate_error(exc) from exc
 
+    def on_rollback(self, conn: Connection, callback: Callable[[], None]) -> None:
+        """Run `callback` if the transaction `conn` is in rolls back (forgotten at its commit)."""
+        with _rollback_hooks_lock:
+            _rollback_hooks.setdefault(conn, []).append(callback)
+
     def ping(self) -> None:
         """Raise DatabaseUnavailableError unless a trivial query succeeds."""
         with self.read() as conn:
@@ -136,13 +159,74 @@ class Database:
                     raise
 
     def reflect(self, conn: Connection, name: str, schema: str) -> sa.Table | None:
-        """The live definition of `schema.name`, or None when it does not exist."""
+        """The live definition of `schema.name` as `conn` sees it, or None when it does not exist.
+
+        Full reflection costs SQLAlchemy about ten catalog queries and much Python; a burst of
+        small files into one table paid it three times per file. So definitions are cached per
+        process, and every call first reads a cheap catalog fingerprint of the table:
+
+        - SQLite: the table's ``CREATE TABLE`` text in ``sqlite_master`` (ALTER TABLE rewrites it);
+        - PostgreSQL: the relation's oid and its columns' names, types, type modifiers and
+          NOT NULL flags (one query on ``pg_class``/``pg_attribute``);
+        - SQL Server and others: none (no live server to prove a query on), always reflected.
+
+        A cached definition is returned only when the fingerprint read now equals the one read
+        when it was reflected. The fingerprint covers everything the pipeline takes from a
+        reflected table (column names, order, types and lengths, nullability), so whoever
+        changed the table (this process, a second daemon, an operator's ALTER or a DROP and
+        CREATE), and whether that DDL later committed or rolled back, a cached definition can
+        only be handed out for a catalog that holds that very definition. Hence no DDL
+        listener is needed for correctness; our own DDL sites still call `forget_table`, which
+        keeps the cache small and the intent visible. The fingerprint is read in the caller's
+        transaction, so inside a transaction that ran DDL it sees that DDL.
+        """
+        key = (schema, name)
+        fingerprint = self._fingerprint(conn, name, schema)
+        if fingerprint is UNKNOWN_FINGERPRINT:
+            return self._reflect_uncached(conn, name, schema)
+        if fingerprint is None:
+            self.forget_table(schema, name)
+            return None
+        with self._tables_lock:
+            cached = self._tables.get(key)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        table = self._reflect_uncached(conn, name, schema)
+        # Kept only when the definition provably belongs to the fingerprint: under READ
+        # COMMITTED (PostgreSQL) another session's DDL may commit between the two reads.
+        if table is not None and self._fingerprint(conn, name, schema) == fingerprint:
+            with self._tables_lock:
+                self._tables[key] = (fingerprint, table)
+        return table
+
+    def forget_table(self, schema: str, name: str) -> None:
+        """Drop the cached definition of `schema.name` (call it wherever our own DDL changes it)."""
+        with self._tables_lock:
+            self._tables.pop((schema, name), None)
+
+    def _reflect_uncached(self, conn: Connection, name: str, schema: str) -> sa.Table | None:
         if not sa.inspect(conn).has_table(name, schema=schema):
             return None
         return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
 
+    def _fingerprint(self, conn: Connection, name: str, schema: str) -> Hashable:
+        """A value that changes whenever the table's definition does; None: no such table."""
+        return self.adapter.table_fingerprint(conn, schema, name)
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _drop_hooks(conn: Connection) -> None:
+    with _rollback_hooks_lock:
+        _rollback_hooks.pop(conn, None)
+
+
+def _run_hooks(conn: Connection) -> None:
+    with _rollback_hooks_lock:
+        callbacks = _rollback_hooks.pop(conn, ())
+    for callback in callbacks:
+        callback()
 
 
 def open_database(settings: Settings, url: str | None = None) -> Database:
