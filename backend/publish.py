@@ -75,11 +75,13 @@ def publish(
         raise RowError(f"published {inserted} rows but staged {expected_rows}; rolled back", stage="publish")
     if load_type is LoadType.FULLLOAD:
         # The table now holds only this content: earlier contents may be dropped again later.
+        # Not a file that is still in the drop folder (its move failed, or a crash came between
+        # commit and move): freeing its key would load it a second time when it is seen again.
         t = db.catalog.tracking
         conn.execute(
             sa.update(t)
             .where(t.c.table_name == plan.table, t.c.id != tracking_id, t.c.claim_key.isnot(None))
-            .where(t.c.status.in_(("loaded", "duplicate")))
+            .where(t.c.status.in_(("loaded", "duplicate")), t.c.moved_to.isnot(None))
             .values(claim_key=None)
         )
     cfg_inserted = upsert_reference_cfg(conn, db, plan.table, tracking_id) if is_reference else False

@@ -111,6 +111,25 @@ class TestLoadedFileThatCannotBeMoved:
         assert Path(moved_to).parent == processed
 
 
+    def test_a_later_fullload_does_not_free_a_loaded_file_that_was_never_moved(self, rt):
+        """A fullload releases older content keys, but not of a loaded file still waiting to be moved."""
+        drop = folder(rt, "none_reference_data_table", "fullload")
+        processed = drop / "processed"
+        shutil.rmtree(processed)
+        processed.write_text("not a folder")  # loads commit, their moves fail
+        first, second = drop / "codes_20240101.csv", drop / "codes_20240102.csv"
+        first.write_text("code\nA\n")
+        assert service.process_file(rt, ready(first)) == "loaded"
+        second.write_text("code\nB\n")
+        assert service.process_file(rt, ready(second)) == "loaded"
+        processed.unlink()
+        processed.mkdir()
+        # The first file is seen again: it was loaded once and must only be moved now.
+        assert service.process_file(rt, ready(first)) == "loaded"
+        assert not first.exists() and statuses(rt) == ["loaded", "loaded"]
+        assert rows_of(rt, "SELECT code FROM ref.codes") == [("B",)]
+
+
 class TestRefusedFileThatCannotBeMoved:
     def test_a_refused_file_waits_while_error_is_unusable_then_lands_there_once(self, rt):
         """A refused file whose move to error/ fails is retried (no final row), then ends in error/ once."""
