@@ -46,6 +46,8 @@ NON_REFERENCE_FOLDER = "none_reference_data_table"
 PROCESSED = "processed"
 ERROR = "error"
 SIDECAR_SUFFIX = ".error.json"
+#: Rows a `RAGGED_ROWS=skip` load left out, next to the file's sidecar in error/.
+REJECTS_SUFFIX = ".rejects.csv"
 #: Mode of the folders we create (the umask may narrow it further, never widen it).
 DIR_MODE = 0o750
 #: Longest file name in bytes on the filesystems we target (ext4, XFS, NTFS in UTF-16 units).
@@ -186,6 +188,24 @@ def sidecar_path(error_file: Path) -> Path:
     return error_file.with_name(error_file.name + SIDECAR_SUFFIX)
 
 
+def place_rejects(rejects: Path, moved: Path, folder: Path, tracking_id: int) -> Path:
+    """Move the rejects file of a load to ``<folder>/error/<moved file name>.rejects.csv``.
+
+    Whether the file itself went to processed/ (rows were skipped, the rest loaded) or to
+    error/, its skipped rows wait in error/, where an operator looks for what went wrong.
+    A name too long for the filesystem becomes ``<tracking id>_<moved prefix>.rejects.csv``.
+    """
+    name = moved.name + REJECTS_SUFFIX
+    if len(os.fsencode(name)) > NAME_MAX_BYTES:
+        match = _PREFIX_RE.match(moved.name)
+        name = f"{match.group(1) if match else 'load'}_{tracking_id}{REJECTS_SUFFIX}"
+    dest_dir = Path(folder) / ERROR
+    ensure_directory(dest_dir)
+    dest = dest_dir / name
+    _move_file(Path(rejects), dest)
+    return dest
+
+
 def read_sidecar(error_file: Path) -> dict[str, Any] | None:
     """The sidecar of a file in error/, or None if it is missing or unreadable."""
     try:
@@ -204,7 +224,7 @@ def original_name(name: str) -> str:
 def is_moved_name(moved: str, original: str) -> bool:
     """Whether `moved` (a name in processed/ or error/) is what a move of `original` would be called."""
     match = _PREFIX_RE.match(moved)
-    if not match or moved.endswith(SIDECAR_SUFFIX):
+    if not match or moved.endswith((SIDECAR_SUFFIX, REJECTS_SUFFIX)):
         return False
     if match.group(2) == original:
         return True
@@ -213,12 +233,12 @@ def is_moved_name(moved: str, original: str) -> bool:
 
 
 def error_files(base: Path) -> list[Path]:
-    """Files waiting in the error/ folders (sidecars and temporary files left out), by name."""
+    """Files waiting in the error/ folders (sidecars, rejects and temporary files left out), by name."""
     found: list[Path] = []
     for folder in drop_folders(base):
         with contextlib.suppress(FileNotFoundError), os.scandir(folder.path / ERROR) as entries:
             for entry in entries:
-                if entry.name.startswith(".") or entry.name.endswith(SIDECAR_SUFFIX):
+                if entry.name.startswith(".") or entry.name.endswith((SIDECAR_SUFFIX, REJECTS_SUFFIX)):
                     continue
                 if entry.is_file(follow_symlinks=False):
                     found.append(Path(entry.path))

@@ -278,7 +278,7 @@ def _stage_and_publish(
         types = TypeTracker(len(columns), date_order=settings.date_order)
     # The profile is gathered while rows stream into staging (it wraps the type tracker).
     observer = ProfileObserver(len(columns), types)
-    rejects_path = settings.data_dir / "rejects" / f"{tracking_id}_{request.path.name}.rejects.csv"
+    rejects_path = rejects_file(settings, tracking_id, request.path.name)
     try:
         with db.engine.connect() as conn:
             stage = db.adapter.stage_table(sa.MetaData(), f"refdata_stage_{tracking_id}", columns)
@@ -398,6 +398,11 @@ def _stage_and_publish(
         staged.batches,
         published.backup_version,
     )
+
+
+def rejects_file(settings: Settings, tracking_id: int, file_name: str) -> Path:
+    """Where a load writes the rows `RAGGED_ROWS=skip` left out (the daemon then moves it to error/)."""
+    return settings.data_dir / "rejects" / f"{tracking_id}_{file_name}.rejects.csv"
 
 
 def _batch_rows(settings: Settings, detection: Detection) -> int:

@@ -47,7 +47,7 @@ from backend.errors import (
     IngestError,
     RetryableError,
 )
-from backend.loader import LoadHooks, load_file
+from backend.loader import LoadHooks, load_file, rejects_file
 from backend.models import LoadRequest
 from backend.naming import table_name_from_file
 from backend.stability import ReadyFile, StabilityTracker
@@ -218,7 +218,26 @@ def _move_loaded(rt: Runtime, path: Path, folder: Path, tracking_id: int, event_
             tracking.event(rt.db, tracking_id, "move_failed", {"error": exc.strerror or str(exc)})
         return False
     _record_move_later_if_needed(rt, tracking_id, moved, event_name=event_name)
+    _place_rejects(rt, path.name, moved, folder, tracking_id)
     return True
+
+
+def _place_rejects(rt: Runtime, name: str, moved: Path, folder: Path, tracking_id: int) -> None:
+    """Move the load's rejects file (RAGGED_ROWS=skip) next to the file's sidecar in error/, if any."""
+    source = rejects_file(rt.settings, tracking_id, name)
+    if not source.exists():
+        return
+    try:
+        dest = lifecycle.place_rejects(source, moved, folder, tracking_id)
+    except OSError as exc:
+        # Not worth failing anything over: the rows are still in the data folder.
+        log.warning(
+            "could not move the rejects file to error/", file=name, rejects=str(source), error=str(exc)
+        )
+        return
+    log.info("skipped rows are in error/", file=name, rejects=str(dest))
+    with contextlib.suppress(IngestError):
+        tracking.event(rt.db, tracking_id, "rejects_moved", {"path": str(dest)})
 
 
 def _record_move_later_if_needed(
@@ -386,6 +405,7 @@ def _reject(
         error_message=str(exc)[:4000],
         processed_at=tracking.utcnow(),
     )
+    _place_rejects(rt, path.name, moved, folder, tracking_id)
     rt.metrics.record_file(status)
     rt.remember({"tracking_id": tracking_id, "file": path.name, "status": status, "error": str(exc)})
     log.warning("file rejected", file=path.name, reason=str(exc), stage=exc.stage, moved_to=str(moved))

@@ -464,3 +464,29 @@ class TestOriginalName:
     def test_strips_only_our_prefix(self, name: str, expected: str) -> None:
         """Only <YYYYMMDD_HHMMSS>[-n]_ is removed; names that merely start with digits are kept."""
         assert original_name(name) == expected
+
+
+class TestPlaceRejects:
+    def test_rejects_go_to_error_named_after_the_moved_file_and_are_not_retried(self, tmp_path: Path):
+        """The rejects file lands in error/ as <moved name>.rejects.csv; error_files() leaves it out."""
+        base = tmp_path / "dropoff"
+        folder = base / "none_reference_data_table" / "append"
+        (folder / "error").mkdir(parents=True)
+        rejects = tmp_path / "data" / "rejects" / "7_codes.csv.rejects.csv"
+        rejects.parent.mkdir(parents=True)
+        rejects.write_text("line,fields\n3,a,b,c\n")
+        moved = folder / "processed" / "20240131_101500_codes.csv"
+        dest = lifecycle.place_rejects(rejects, moved, folder, 7)
+        assert dest == folder / "error" / "20240131_101500_codes.csv.rejects.csv"
+        assert dest.read_text() == "line,fields\n3,a,b,c\n" and not rejects.exists()
+        assert lifecycle.error_files(base) == []
+        assert not lifecycle.is_moved_name(dest.name, "codes.csv")
+
+    def test_a_name_too_long_for_the_suffix_falls_back_to_the_load_id(self, tmp_path: Path):
+        """A moved name with no room for .rejects.csv gives <timestamp>_<tracking id>.rejects.csv."""
+        folder = tmp_path / "append"
+        rejects = tmp_path / "r.csv"
+        rejects.write_text("line,fields\n")
+        moved = folder / "error" / ("20240131_101500_" + "x" * 235 + ".csv")
+        dest = lifecycle.place_rejects(rejects, moved, folder, 42)
+        assert dest.name == "20240131_101500_42.rejects.csv" and dest.exists()

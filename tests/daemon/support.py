@@ -151,7 +151,7 @@ def data_files(folder: Path, sub: str) -> list[Path]:
     return [
         p
         for p in files_in(folder, sub)
-        if not p.name.endswith((".error.json", ".done", ".ok")) and not p.name.startswith(".")
+        if not p.name.endswith((".error.json", ".rejects.csv", ".done", ".ok")) and not p.name.startswith(".")
     ]
 
 

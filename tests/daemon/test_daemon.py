@@ -77,6 +77,25 @@ class TestLifecycle:
         wait_for(lambda: data_files(folder, "processed"), 30, what="second file processed")
         assert daemon.alive()
 
+    def test_skipped_rows_wait_in_error_next_to_the_loaded_file_name(self, tmp_path: Path, db_url: str):
+        """With RAGGED_ROWS=skip the good rows load and the skipped ones land in error/ as a rejects file."""
+        daemon = Daemon(tmp_path, db_url, env_overrides={"RAGGED_ROWS": "skip"})
+        try:
+            daemon.start().wait_healthy()
+            folder = daemon.folder("noref", "append")
+            drop(folder / "mixed.csv", "a,b\n1,2\n3,4,5\n6,7\n")
+            wait_for(lambda: data_files(folder, "processed"), 30, what="file in processed/")
+            moved = data_files(folder, "processed")[0]
+            rejects = folder / "error" / (moved.name + ".rejects.csv")
+            wait_for(rejects.exists, 10, what="rejects file in error/")
+            assert rejects.read_text().splitlines() == ["line,fields", "3,3,4,5"]
+            assert data_files(folder, "error") == []  # nothing to retry: the file itself loaded
+            rows = query(daemon.url, daemon.root, "SELECT a, b FROM ref.mixed ORDER BY _row_number")
+            assert [tuple(r) for r in rows] == [("1", "2"), ("6", "7")]
+            assert not list((daemon.root / "data" / "rejects").glob("*"))  # moved, not copied
+        finally:
+            daemon.terminate()
+
     def test_identical_content_is_a_duplicate_and_not_appended_twice(self, daemon: Daemon):
         """The same bytes dropped twice into append are loaded once; the second is recorded as duplicate."""
         daemon.start().wait_healthy()
