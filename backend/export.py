@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from backend import tracking
 from backend.db.engine import Database
 from backend.errors import IngestError, NotFoundError
-from backend.models import ColumnType, LoadRequest, LoadType, TablePlan
+from backend.models import ColumnKind, ColumnType, LoadRequest, LoadType, TablePlan
 from backend.naming import normalize_identifier
 from backend.plan import data_columns
 from backend.publish import publish
@@ -91,6 +91,53 @@ def export_table(
     return count
 
 
+def _conversions(
+    db: Database, backup: sa.Table, live: sa.Table, columns: tuple[str, ...], where: Any, version: int
+) -> dict[str, Any]:
+    """SELECT expressions for columns bkp keeps as text but the live table now types.
+
+    A redefinition (schema_evolution: replace) may have made a column typed again after bkp
+    widened it to text. PostgreSQL refuses text into a typed column, and SQLite would take
+    "many" into an integer column as it is, so the version's values are checked first, the
+    way a load infers types, and converted the way a load converts them.
+
+    Raises:
+        IngestError: a value of the version does not fit the current column (nothing changed).
+    """
+    from backend.detection.types import TypeTracker
+    from backend.evolve import fits
+    from backend.publish import kind_of
+
+    text_now_typed = [
+        c
+        for c in columns
+        if kind_of(backup.c[c].type) is ColumnKind.TEXT and kind_of(live.c[c].type) is not ColumnKind.TEXT
+    ]
+    if not text_now_typed:
+        return {}
+    tracker = TypeTracker(len(text_now_typed))
+    present = [0] * len(text_now_typed)
+    query = sa.select(*(backup.c[c] for c in text_now_typed)).where(where)
+    with db.read() as conn:
+        for row in conn.execution_options(yield_per=10_000).execute(query):
+            values = ["" if v is None else str(v) for v in row]
+            present = [n + (v != "") for n, v in zip(present, values, strict=True)]
+            tracker.observe(values)
+    found = tracker.result()
+    out: dict[str, Any] = {}
+    for name, seen, wanted in zip(text_now_typed, present, found, strict=True):
+        target = live.c[name].type
+        if seen and not fits(target, wanted):
+            raise IngestError(
+                f"version {version} of {live.name}: column {name} holds {wanted.kind.value} values, "
+                f"which the current {kind_of(target).value} column cannot take; nothing was restored"
+            )
+        out[name] = db.adapter.cast_text(
+            sa.func.nullif(backup.c[name], ""), target, wanted.date_format
+        ).label(name)
+    return out
+
+
 def restore_version(db: Database, table: str, version: int) -> tuple[int, int, int | None]:
     """Make bkp version `version` current again, as a new versioned fullload.
 
@@ -118,9 +165,10 @@ def restore_version(db: Database, table: str, version: int) -> tuple[int, int, i
         load_type=LoadType.FULLLOAD,
         is_reference=bool(original.is_reference_data) if original else False,
     )
+    converted = _conversions(db, backup, live, columns, where, version)
     tracking_id = tracking.start(db, request, table=live.name, size=None, mtime=None)
     plan = TablePlan(live.name, columns, columns, tuple(ColumnType() for _ in columns), exists=True)
-    source = sa.select(backup.c._row_number, *(backup.c[c] for c in columns)).where(where)
+    source = sa.select(backup.c._row_number, *(converted.get(c, backup.c[c]) for c in columns)).where(where)
     try:
         with db.write() as conn:
             published = publish(

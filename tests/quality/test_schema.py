@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backend.errors import SchemaMismatchError
+from backend.errors import IngestError, SchemaMismatchError
 from backend.evolve import compare_columns, decide
 from backend.export import restore_version
 from backend.models import LoadType, TypePolicy
@@ -174,6 +174,29 @@ class TestReplace:
         ((_, evolved),) = env.events("schema_evolved")
         assert "types changed" in evolved["reason"]
         assert env.rows("SELECT COUNT(*) FROM bkp.stock") == [(2,)]
+
+    def test_restore_of_a_typed_version_after_its_column_became_text_in_bkp(self, env):
+        """A version saved while qty was a number restores into a number column; bkp holds qty as text."""
+        env.settings = make_settings(env.tmp, env.settings.url, type_policy=TypePolicy.INFER)
+        env.policy("stock", "schema_evolution: replace\n")
+        env.load(env.csv("stock.csv", [["sku", "qty"], ["a", "1"], ["b", "2"]]))
+        env.load(env.csv("stock.csv", [["sku", "qty"], ["a", "many"]]))  # v1 = numbers; bkp.qty widens
+        # A new structure redefines the table from this file: qty is a number column again.
+        env.load(env.csv("stock.csv", [["sku", "qty", "bin"], ["c", "3", "x"]]))  # v2 = text
+        _, restored, _ = restore_version(env.db, "stock", 1)
+        assert restored == 2
+        rows = env.rows("SELECT sku, qty, bin FROM ref.stock ORDER BY sku")
+        assert rows == [("a", 1, None), ("b", 2, None)]
+
+    def test_a_version_whose_values_do_not_fit_the_current_type_is_refused_with_a_reason(self, env):
+        """Restoring text that the current number column cannot hold fails clearly and changes nothing."""
+        env.settings = make_settings(env.tmp, env.settings.url, type_policy=TypePolicy.INFER)
+        env.policy("stock", "schema_evolution: replace\n")
+        env.load(env.csv("stock.csv", [["sku", "qty"], ["a", "many"]]))
+        env.load(env.csv("stock.csv", [["sku", "qty", "bin"], ["c", "3", "x"]]))  # v1 = text
+        with pytest.raises(IngestError, match="version 1"):
+            restore_version(env.db, "stock", 1)
+        assert env.rows("SELECT sku, qty, bin FROM ref.stock") == [("c", 3, "x")]
 
     def test_append_cannot_redefine(self, env):
         """An append with different columns fails even when fullloads may replace the table."""
