@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -66,6 +67,13 @@ class TestSqlServerBatching:
         compiled = sa.insert(stage).compile(dialect=MSSQL)
         assert str(compiled).count("?") == 501
         assert stage.name.startswith("#")
+
+    def test_staging_insert_takes_a_table_lock(self):
+        """The #temp staging INSERT carries WITH (TABLOCK), one marker per column."""
+        adapter = MSSQLAdapter()
+        stage = adapter.stage_table(sa.MetaData(), "refdata_stage_1", ["a", "b"])
+        sql = adapter.stage_insert_sql(SimpleNamespace(dialect=MSSQL), stage)  # type: ignore[arg-type]
+        assert "[#refdata_stage_1] WITH (TABLOCK) (_row_number, a, b)" in sql and sql.count("?") == 3
 
     def test_text_widths_round_up_and_become_max_past_4000(self):
         """Text columns are sized to the data in steps and become NVARCHAR(MAX) past 4000 characters."""
