@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,8 +144,12 @@ def target_definition(db: Database, plan: TablePlan, types: Sequence[ColumnType]
 
 
 def backup_definition(db: Database, live: sa.Table) -> sa.Table:
-    """The `bkp.<table>` definition: version columns, then every column of the live table."""
-    return sa.Table(
+    """The `bkp.<table>` definition: version columns, then every column of the live table.
+
+    Indexed on the version: every fullload asks for the newest version, and restore, export and
+    retention pick one; without the index each of them reads every version ever kept.
+    """
+    table = sa.Table(
         live.name,
         sa.MetaData(),
         sa.Column("_bkp_version", sa.Integer, nullable=False),
@@ -153,6 +158,14 @@ def backup_definition(db: Database, live: sa.Table) -> sa.Table:
         *(sa.Column(c.name, c.type, nullable=True) for c in live.columns),
         schema=db.catalog.backup_schema,
     )
+    sa.Index(backup_index_name(live.name), table.c._bkp_version)
+    return table
+
+
+def backup_index_name(table: str) -> str:
+    """The version index of bkp.<table>: unique per schema, within every dialect's identifier length."""
+    digest = hashlib.sha256(table.encode("utf-8")).hexdigest()[:10]
+    return f"ix_{table[:30]}_{digest}_bkp_version"
 
 
 def needs_widening(column: sa.Column[Any], wanted: ColumnType) -> bool:

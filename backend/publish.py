@@ -23,7 +23,7 @@ from backend.db.engine import Database
 from backend.errors import RowError
 from backend.evolve import align_backup
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
-from backend.plan import backup_definition, evolve_live, prepare_live
+from backend.plan import backup_definition, backup_index_name, evolve_live, prepare_live
 from backend.tracking import add_event, to_json, upsert_reference_cfg, utcnow
 
 
@@ -153,7 +153,13 @@ def ensure_backup_table(conn: Connection, db: Database, live: sa.Table) -> sa.Ta
         backup.create(conn)
         return backup
     # bkp follows every definition the table has had: add new columns, widen changed ones.
-    return align_backup(conn, db, backup, live)
+    backup = align_backup(conn, db, backup, live)
+    if not any([c.name for c in index.columns] == ["_bkp_version"] for index in backup.indexes):
+        # A bkp table from before the version index: add it once (checkfirst asks the catalog,
+        # since another process may just have added it).
+        sa.Index(backup_index_name(live.name), backup.c._bkp_version).create(conn, checkfirst=True)
+        db.forget_table(db.catalog.backup_schema, backup.name)
+    return backup
 
 
 def _convert(

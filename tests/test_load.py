@@ -118,6 +118,24 @@ class TestVersions:
         assert count(db, "bkp", "rates") == 2
         assert export_rows(db, "rates", version=1) == [["code", "rate"], ["EUR", "1.0"], ["USD", "1.1"]]
 
+    def test_bkp_tables_are_indexed_on_the_version_and_old_ones_gain_the_index(self, env, tmp_path):
+        """bkp.<table> gets a _bkp_version index; one made without it gains it at the next fullload."""
+        settings, db = env
+
+        def version_indexes() -> list[str]:
+            with db.read() as conn:
+                found = sa.inspect(conn).get_indexes("rates", schema="bkp")
+            return [i["name"] for i in found if i["column_names"] == ["_bkp_version"]]
+
+        for rate in ("1.0", "1.1"):
+            load_file(db, settings, LoadRequest(path=write_csv(tmp_path / "rates.csv", [["rate"], [rate]])))
+        (name,) = version_indexes()
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(f"DROP INDEX bkp.{name}"))
+        load_file(db, settings, LoadRequest(path=write_csv(tmp_path / "rates.csv", [["rate"], ["1.2"]])))
+        assert version_indexes() == [name]
+        assert count(db, "bkp", "rates") == 2
+
     def test_append_twice_doubles_the_rows_and_keeps_no_backup(self, env, tmp_path):
         """Appending the same file twice doubles the rows; append does not write bkp versions."""
         settings, db = env
