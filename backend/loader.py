@@ -281,7 +281,10 @@ def _stage_and_publish(
     rejects_path = rejects_file(settings, tracking_id, request.path.name)
     try:
         with db.engine.connect() as conn:
-            stage = db.adapter.stage_table(sa.MetaData(), f"refdata_stage_{tracking_id}", columns)
+            # One name for every load: the stage is the connection's own temporary table (dropped,
+            # or the connection discarded, after each load), and a fixed name lets SQLAlchemy reuse
+            # its compiled statements, which a burst of small files into one table pays per file.
+            stage = db.adapter.stage_table(sa.MetaData(), "refdata_stage", columns)
             try:
                 try:
                     with conn.begin():
