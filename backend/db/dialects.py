@@ -150,13 +150,6 @@ class _Base:
             return sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
         return self.text_type(column_type.length)
 
-    @contextlib.contextmanager
-    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
-        yield functools.partial(self.stage_rows, conn, stage)
-
-    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None:
-        raise NotImplementedError
-
     def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
         # SQL Server: no live server here to prove a catalog query on, so always reflect in full.
         return UNKNOWN_FINGERPRINT
@@ -218,7 +211,17 @@ class _Base:
         return str(sa.insert(table).compile(dialect=conn.dialect))
 
 
-class SQLiteAdapter(_Base):
+class _BatchStaging:
+    """`stage_writer` for adapters that send each batch with one executemany (`stage_rows`)."""
+
+    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None: ...
+
+    @contextlib.contextmanager
+    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
+        yield functools.partial(self.stage_rows, conn, stage)
+
+
+class SQLiteAdapter(_BatchStaging, _Base):
     name = "sqlite"
     max_identifier_length = 128
     max_parameters = 999  # the pre-3.32 default; newer builds allow more, we never need it
@@ -393,7 +396,7 @@ class PostgreSQLAdapter(_Base):
         )
 
 
-class MSSQLAdapter(_Base):
+class MSSQLAdapter(_BatchStaging, _Base):
     name = "mssql"
     max_identifier_length = 128
     # 2,100 per request; keep headroom as mssql-django does.
