@@ -135,6 +135,17 @@ class TestColumnRules:
         ]
         assert rule_result(exc, "range(founded)")["examples"] == [{"row": 4, "value": "1822-09-07"}]
 
+    def test_range_is_checked_in_the_table_when_the_profile_is_a_sample(self, env):
+        """A value out of range in a row the profile did not sample still fails the range rule."""
+        env.policy("stock", "rules:\n  - {rule: range, column: qty, min: -1, max: 100}\n")
+        rows = [["sku", "qty"], *[[f"s{i}", str(i % 100)] for i in range(30_000)]]
+        rows[25_001][1] = "5000"
+        exc = refused(env, env.csv("stock.csv", rows))
+        profiled = next(c for c in exc.details["profile"]["columns"] if c["name"] == "qty")
+        # The sample missed the bad row: trusting its max would have let the file through.
+        assert profiled["from_sample"] is True and profiled["max"] < 5000
+        assert rule_result(exc, "range(qty)")["examples"] == [{"row": 25_001, "value": "5000"}]
+
     def test_rules_that_hold_let_the_load_through_and_are_recorded(self, env):
         """When every rule holds the load publishes and the validated event lists each rule as passed."""
         env.policy(
