@@ -190,8 +190,8 @@ def _stage_of(f: Frame, callers: list[Frame], names: set[str]) -> str | None:
     if module == "profile.py":
         return "profile stats"
     if module == "db/dialects.py":
-        # stage_rows (executemany), _CopyWriter.__call__/close and copy_text (COPY, PostgreSQL).
-        return "send" if f.function in ("stage_rows", "__call__", "close", "copy_text") else None
+        # The stage writers' send (executemany), _CopyWriter.__call__/close and copy_text (COPY).
+        return "send" if f.function in ("send", "__call__", "close", "copy_text") else None
     if module == "stage.py":
         return "convert"
     if module == "quality.py":

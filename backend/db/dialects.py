@@ -22,7 +22,6 @@ stage a batch of rows fast (and number them), and how to take the publish lock.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -211,17 +210,7 @@ class _Base:
         return str(sa.insert(table).compile(dialect=conn.dialect))
 
 
-class _BatchStaging:
-    """`stage_writer` for adapters that send each batch with one executemany (`stage_rows`)."""
-
-    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None: ...
-
-    @contextlib.contextmanager
-    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
-        yield functools.partial(self.stage_rows, conn, stage)
-
-
-class SQLiteAdapter(_BatchStaging, _Base):
+class SQLiteAdapter(_Base):
     name = "sqlite"
     max_identifier_length = 128
     max_parameters = 999  # the pre-3.32 default; newer builds allow more, we never need it
@@ -320,19 +309,23 @@ class SQLiteAdapter(_BatchStaging, _Base):
             prefixes=["TEMPORARY"],
         )
 
-    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None:
-        if not rows:
-            return
-        values = [c for c in stage.columns if c.name != "_row_number"]
+    @contextlib.contextmanager
+    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
+        numbered = self._insert_sql(conn, stage)
+        values = [c.name for c in stage.columns if c.name != "_row_number"]
+        unnumbered = str(sa.insert(stage).compile(dialect=conn.dialect, column_keys=values))
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+
+        def send(first: int, rows: Rows) -> None:
+            if not rows:
+                return
             # The first row carries its number (runs may follow a gap left by a skipped row);
             # the rest take rowid + 1 each.
-            cursor.execute(self._insert_sql(conn, stage), (first, *rows[0]))
-            cursor.executemany(
-                str(sa.insert(stage).compile(dialect=conn.dialect, column_keys=[c.name for c in values])),
-                itertools.islice(rows, 1, None),
-            )
+            cursor.execute(numbered, (first, *rows[0]))
+            cursor.executemany(unnumbered, itertools.islice(rows, 1, None))
+
+        try:
+            yield send
         finally:
             cursor.close()
 
@@ -396,7 +389,7 @@ class PostgreSQLAdapter(_Base):
         )
 
 
-class MSSQLAdapter(_BatchStaging, _Base):
+class MSSQLAdapter(_Base):
     name = "mssql"
     max_identifier_length = 128
     # 2,100 per request; keep headroom as mssql-django does.
@@ -450,16 +443,22 @@ class MSSQLAdapter(_BatchStaging, _Base):
             *(sa.Column(c, sa.UnicodeText) for c in columns),
         )
 
-    def stage_rows(self, conn: Connection, stage: sa.Table, first: int, rows: Rows) -> None:
-        if not rows:
-            return
-        # Explicit numbers: SQL Server does not promise IDENTITY order for an array insert.
-        numbered = [(first + i, *row) for i, row in enumerate(rows)]
+    @contextlib.contextmanager
+    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
+        sql = self.stage_insert_sql(conn, stage)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.fast_executemany = True
+        cursor.fast_executemany = True
+
+        def send(first: int, rows: Rows) -> None:
+            if not rows:
+                return
+            # Explicit numbers: SQL Server does not promise IDENTITY order for an array insert.
+            numbered = [(first + i, *row) for i, row in enumerate(rows)]
             cursor.setinputsizes(mssql_input_sizes(numbered, len(stage.columns)))
-            cursor.executemany(self.stage_insert_sql(conn, stage), numbered)
+            cursor.executemany(sql, numbered)
+
+        try:
+            yield send
         finally:
             cursor.close()
 
