@@ -327,13 +327,13 @@ def build_profile(
     for name in declared_sensitive:
         if name in columns:
             flags.setdefault(name, "declared")
-    scale = observer.rows / observer.sampled_rows if observer.sampled and observer.sampled_rows else None
+    sampled = observer.sampled
     described = [
-        _describe(name, stats, column_type, empty_as_null, flags.get(name), scale, observer.rows)
+        _describe(name, stats, column_type, empty_as_null, flags.get(name), sampled, observer.rows)
         for name, stats, column_type in zip(columns, observer.columns, column_types, strict=True)
     ]
     current = fingerprint(tuple(columns), tuple(column_types))
-    sample = {"sampled_rows": observer.sampled_rows} if scale is not None else {}
+    sample = {"sampled_rows": observer.sampled_rows} if sampled else {}
     return {
         "rows": observer.rows,
         **sample,
@@ -352,14 +352,14 @@ def _describe(
     column_type: ColumnType,
     empty_as_null: bool,
     sensitive: str | None,
-    scale: float | None = None,
+    sampled: bool = False,
     rows: int = 0,
 ) -> dict[str, Any]:
-    """One column's entry; `scale` (all `rows` / sampled rows) is set for statistics from a sample."""
+    """One column's entry; `sampled`: its statistics come from a sample of the file's `rows`."""
     kind = column_type.kind
     distinct, approximate = stats.distinct()
     out: dict[str, Any] = {"name": name, "type": kind.value}
-    if scale is not None:
+    if sampled:
         out["from_sample"] = True
         approximate = True
         if stats.present and distinct >= 0.95 * stats.present:

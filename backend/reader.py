@@ -180,7 +180,7 @@ def _runs(
                 append = rows.append
             number += 1
             # The record ends on line_num; it started as many line breaks earlier as it holds.
-            breaks = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in values)
+            breaks = sum(map(_line_breaks, values))
             yield Record(number, reader.line_num + line_offset - breaks, values)
     if rows:
         yield Run(number + 1, rows)
@@ -248,6 +248,11 @@ def _skip_header(reader: Any, detection: Detection) -> int | None:
     return previous
 
 
+def _line_breaks(text: str) -> int:
+    """Line breaks in `text`: "\\n", "\\r\\n" and "\\r" each count once."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
 class _Lines:
     """Physical lines of a binary stream, decoded chunk by chunk, tracking byte offsets."""
 
@@ -304,7 +309,7 @@ class _Lines:
         return text
 
     def _count_breaks(self, text: str) -> int:
-        count = text.count("\n") + text.count("\r") - text.count("\r\n")
+        count = _line_breaks(text)
         if self._after_cr and text.startswith("\n"):
             count -= 1
         if text:

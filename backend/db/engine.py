@@ -181,7 +181,7 @@ class Database:
         transaction, so inside a transaction that ran DDL it sees that DDL.
         """
         key = (schema, name)
-        fingerprint = self._fingerprint(conn, name, schema)
+        fingerprint = self.adapter.table_fingerprint(conn, schema, name)
         if fingerprint is UNKNOWN_FINGERPRINT:
             return self._reflect_uncached(conn, name, schema)
         if fingerprint is None:
@@ -194,7 +194,7 @@ class Database:
         table = self._reflect_uncached(conn, name, schema)
         # Kept only when the definition provably belongs to the fingerprint: under READ
         # COMMITTED (PostgreSQL) another session's DDL may commit between the two reads.
-        if table is not None and self._fingerprint(conn, name, schema) == fingerprint:
+        if table is not None and self.adapter.table_fingerprint(conn, schema, name) == fingerprint:
             with self._tables_lock:
                 self._tables[key] = (fingerprint, table)
         return table
@@ -208,10 +208,6 @@ class Database:
         if not sa.inspect(conn).has_table(name, schema=schema):
             return None
         return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
-
-    def _fingerprint(self, conn: Connection, name: str, schema: str) -> Hashable:
-        """A value that changes whenever the table's definition does; None: no such table."""
-        return self.adapter.table_fingerprint(conn, schema, name)
 
     def dispose(self) -> None:
         self.engine.dispose()
