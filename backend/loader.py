@@ -277,7 +277,8 @@ def _stage_and_publish(
 
         types = TypeTracker(len(columns), date_order=settings.date_order)
     # The profile is gathered while rows stream into staging (it wraps the type tracker).
-    observer = ProfileObserver(len(columns), types)
+    # Empty cells are counted in the staging table (stage.column_stats), not per value here.
+    observer = ProfileObserver(len(columns), types, count_empty=False)
     rejects_path = rejects_file(settings, tracking_id, request.path.name)
     try:
         with db.engine.connect() as conn:
@@ -344,7 +345,14 @@ def _stage_and_publish(
                 try:
                     with conn.begin():
                         profile = profile_staged(
-                            conn, db, stage, plan, staged.column_types, observer, table_policy
+                            conn,
+                            db,
+                            stage,
+                            plan,
+                            staged.column_types,
+                            observer,
+                            table_policy,
+                            empty_counts=staged.empty_counts,
                         )
                         quality = check_staged(
                             conn,
@@ -391,7 +399,7 @@ def _stage_and_publish(
                     raise
                 conn.commit()
             finally:
-                _drop_stage(conn, stage)
+                _drop_stage(db, conn, stage)
     except sa.exc.DBAPIError as exc:
         raise translate_error(exc, stage="stage") from exc
     return _Done(
@@ -441,12 +449,11 @@ def _check_unchanged(
         )
 
 
-def _drop_stage(conn: sa.Connection, stage: sa.Table) -> None:
+def _drop_stage(db: Database, conn: sa.Connection, stage: sa.Table) -> None:
     try:
         if conn.in_transaction():
             conn.rollback()
-        with conn.begin():
-            stage.drop(conn, checkfirst=False)
+        db.adapter.drop_stage(conn, stage)
     except sa.exc.SQLAlchemyError:
         # The temp table dies with the session; make sure the pool does not reuse it.
         conn.invalidate()

@@ -194,6 +194,8 @@ class StageResult:
     repaired_lines: tuple[int, ...] = ()
     rejected_lines: tuple[int, ...] = ()
     column_types: tuple[ColumnType, ...] = ()
+    #: Empty cells per column, counted in the staging table.
+    empty_counts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,14 +222,18 @@ class ProfileObserver:
         *,
         exact_rows: int = EXACT_ROWS,
         sample_every: int = SAMPLE_EVERY,
+        count_empty: bool = True,
     ) -> None:
         self._inner = inner
         self._exact_rows = exact_rows
         self._sample_every = max(1, sample_every)
+        # False when the caller counts empty cells itself (the loader, in the staging table) and
+        # hands them to `build_profile`: rows left out of the sample then need no transposition.
+        self._count_empty = count_empty
         # Seeded: the same file gives the same profile. Not for secrets.
         self._random = random.Random(EXACT_ROWS)  # noqa: S311
         self._inner_observe = inner.observe if inner is not None else None
-        # The type tracker can take the staging loop's columns as they are (no second transposition).
+        # The type tracker can take the transposed batch as it is (no second transposition).
         self._inner_columns = getattr(inner, "observe_columns", None)
         self._rows: list[list[str]] = []
         k = max(256, min(DISTINCT_EXACT, TOTAL_HASHES // max(1, width)))
@@ -248,9 +252,11 @@ class ProfileObserver:
         if len(rows) >= BATCH_ROWS:
             self.flush()
 
-    def observe_batch(self, rows: list[list[str]], columns: Sequence[tuple[str, ...]]) -> None:
-        """Take one staged batch at once: its rows (for the type tracker) and its columns."""
+    def observe_batch(self, rows: list[list[str]]) -> None:
+        """Take one staged batch at once (rows of exactly `width` values)."""
+        columns: list[tuple[str, ...]] | None = None
         if self._inner_columns is not None:
+            columns = list(zip(*rows, strict=True))
             self._inner_columns(columns)
         elif self._inner_observe is not None:
             inner = self._inner_observe
@@ -258,20 +264,27 @@ class ProfileObserver:
                 inner(values)
         self.flush()
         started = time.perf_counter()
-        self._summarise(len(rows), columns)
+        self._summarise(rows, columns)
         self.seconds += time.perf_counter() - started
+
+    @property
+    def counts_empty(self) -> bool:
+        """Whether NULL counts cover every row (else `build_profile` needs them from the caller)."""
+        return self._count_empty or not self.sampled
 
     @property
     def sampled(self) -> bool:
         """Whether some rows were left out of the statistics (row and NULL counts stay exact)."""
         return self.sampled_rows < self.rows
 
-    def _summarise(self, n: int, columns: Sequence[tuple[str, ...]]) -> None:
+    def _summarise(self, rows: list[list[str]], columns: list[tuple[str, ...]] | None = None) -> None:
+        """Summarise `rows` (`columns`, when given, is the same batch transposed)."""
+        n = len(rows)
         exact = self.rows < self._exact_rows
         self.rows += n
         if exact:
             self.sampled_rows += n
-            for column, cells in zip(self.columns, columns, strict=True):
+            for column, cells in zip(self.columns, columns or zip(*rows, strict=True), strict=True):
                 column.add(cells)
             return
         every = self._sample_every
@@ -279,10 +292,18 @@ class ProfileObserver:
         # aliases with periodic data (every 10th row of an A-E cycle is always the same letter).
         k = n // every
         picked = sorted(self._random.sample(range(n), k)) if k > 1 else []
-        pick = operator.itemgetter(*picked) if picked else None
         self.sampled_rows += len(picked)
-        for column, cells in zip(self.columns, columns, strict=True):
-            column.count_empty(cells)
+        if columns is None and not self._count_empty:
+            # Only the sampled rows are looked at, so only they are transposed.
+            if picked:
+                sample = operator.itemgetter(*picked)(rows)
+                for column, cells in zip(self.columns, zip(*sample, strict=True), strict=True):
+                    column.add(cells, every, count_empty=False)
+            return
+        pick = operator.itemgetter(*picked) if picked else None
+        for column, cells in zip(self.columns, columns or zip(*rows, strict=True), strict=True):
+            if self._count_empty:
+                column.count_empty(cells)
             if pick is not None:
                 column.add(pick(cells), every, count_empty=False)
 
@@ -300,7 +321,7 @@ class ProfileObserver:
         started = time.perf_counter()
         self._rows = []
         # The staging loop hands over rows of exactly `width` values (ragged ones are fixed first).
-        self._summarise(len(rows), list(zip(*rows, strict=True)))
+        self._summarise(rows)
         self.seconds += time.perf_counter() - started
 
 
@@ -313,15 +334,23 @@ def build_profile(
     detect_sensitive: bool = True,
     declared_sensitive: Sequence[str] = (),
     previous_fingerprint: str | None = None,
+    empty_counts: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """The profile of everything `observer` saw, as compact JSON-ready data.
 
     Args:
+        empty_counts: exact empty cells per column, counted elsewhere (required when the
+            observer was made with ``count_empty=False``).
         declared_sensitive: columns the table's policy names as sensitive; treated like flagged
             ones (kind ``declared`` unless the detector found one).
     """
     started = time.perf_counter()
     observer.flush()  # the last partial batch
+    if empty_counts is not None:
+        for stats, empty in zip(observer.columns, empty_counts, strict=True):
+            stats.empty = empty
+    elif not observer.counts_empty:
+        raise ValueError("the observer did not count empty cells: pass empty_counts")
     samples = [(name, stats.sample) for name, stats in zip(columns, observer.columns, strict=True)]
     flags = flag_columns(samples) if detect_sensitive else {}
     for name in declared_sensitive:

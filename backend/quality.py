@@ -60,8 +60,12 @@ def profile_staged(
     column_types: tuple[ColumnType, ...],
     observer: ProfileObserver | None = None,
     policy: TablePolicy | None = None,
+    empty_counts: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """The load profile from the staging observer, with this and the previous load's fingerprint."""
+    """The load profile from the staging observer, with this and the previous load's fingerprint.
+
+    `empty_counts` (from `StageResult`) are the exact empty cells per column.
+    """
     columns = stage_columns(stage)
     observer = observer or ProfileObserver(len(columns))
     return build_profile(
@@ -72,6 +76,7 @@ def profile_staged(
         detect_sensitive=policy.detect_sensitive if policy is not None else True,
         declared_sensitive=tuple(policy.sensitive_columns) if policy is not None else (),
         previous_fingerprint=previous_fingerprint(conn, db, plan.table),
+        empty_counts=empty_counts if observer.rows else None,
     )
 
 

@@ -17,9 +17,11 @@ setup/tracking         settings, engine, init_db, tracking rows, table plan, dro
 detect                 backend.detection (encoding, dialect, header, sample types)
 read/decode            file reads, SHA-256 of the bytes, TextIOWrapper decoding (csv input side)
 parse                  the C csv reader and the Python run generator of backend/reader.py
-convert                the stage loop of backend/stage.py (batches, ragged policy, lengths)
+convert                the stage loop of backend/stage.py (batches, ragged policy)
 infer types            TypeTracker.observe over every row (``--types infer`` only)
 profile stats          backend/profile.py: per-column statistics gathered while staging
+column stats           stage.column_stats: longest value and empty cells per column, one SQL
+                       scan of the staging table after the last batch
 send                   rows into the staging table (executemany / COPY), incl. waiting
 validate               quality checks and profile of the staged rows
 publish                INSERT ... SELECT into the live table (with the SQL-side type
@@ -64,6 +66,7 @@ STAGES = (
     "convert",
     "infer types",
     "profile stats",
+    "column stats",
     "send",
     "validate",
     "publish",
@@ -193,7 +196,7 @@ def _stage_of(f: Frame, callers: list[Frame], names: set[str]) -> str | None:
         # The stage writers' send (executemany), _CopyWriter.__call__/close and copy_text (COPY).
         return "send" if f.function in ("send", "__call__", "close", "copy_text") else None
     if module == "stage.py":
-        return "convert"
+        return "column stats" if f.function == "column_stats" else "convert"
     if module == "quality.py":
         return "validate"
     if module == "publish.py":

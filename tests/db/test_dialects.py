@@ -157,3 +157,10 @@ class TestCopyText:
     def test_a_value_that_needs_escaping_sends_the_batch_row_by_row(self, value):
         """A tab, line break, CR or backslash anywhere in the batch means no shortcut (None)."""
         assert copy_text([["1", "plain"], ["2", value]]) is None
+
+
+class TestValueLength:
+    def test_sql_server_counts_utf16_units_including_trailing_spaces(self):
+        """LEN would drop trailing spaces: the stage's lengths use DATALENGTH / 2 on SQL Server."""
+        sql = str(MSSQLAdapter().value_length(sa.column("v")).compile(dialect=MSSQL))
+        assert sql.replace(" ", "") == "datalength(v)/?" and "CAST" not in sql

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import pytest
 
+from backend import stage
 from backend.errors import ValidationFailedError
 from backend.models import TypePolicy
 from backend.profile import DISTINCT_EXACT, ProfileObserver, build_profile
@@ -247,3 +248,29 @@ class TestSensitiveData:
         env.load(env.csv("people.csv", self.PEOPLE))
         assert env.profile()["sensitive"] == {}
         assert export_rows(env.db, "people") == self.PEOPLE
+
+
+class TestEmptyCountsFromTheStage:
+    def test_an_observer_that_does_not_count_empty_cells_needs_them_from_the_caller(self):
+        """With count_empty=False a sampled profile takes its NULL counts from the caller, exactly."""
+        observer = ProfileObserver(2, exact_rows=100, sample_every=4, count_empty=False)
+        rows = [[str(i), "" if i % 3 == 0 else "x"] for i in range(8192)]
+        observer.observe_batch(rows[:100])  # within exact_rows
+        observer.observe_batch(rows[100:])  # sampled
+        assert observer.sampled
+        with pytest.raises(ValueError, match="empty_counts"):
+            build_profile(observer, ["id", "flag"], observer.result())
+        profile = build_profile(observer, ["id", "flag"], observer.result(), empty_counts=[0, 2731])
+        ident, flag = profile["columns"]
+        assert (ident["nulls"], flag["nulls"]) == (0, 2731)
+        assert profile["sampled_rows"] == 100 + 8092 // 4
+
+    def test_lengths_and_empty_cells_are_counted_in_the_stage_in_column_chunks(self, env, monkeypatch):
+        """Column lengths and NULL counts come from the staging table, a few columns per query."""
+        monkeypatch.setattr(stage, "STATS_COLUMNS", 2)
+        header = ["a", "b", "c", "d", "e"]
+        rows = [["x" * (i + 1), "", "é" * 3, "" if i % 2 else "y", "z"] for i in range(5)]
+        env.load(env.csv("wide.csv", [header, *rows]))
+        columns = env.profile()["columns"]
+        assert [c["max_length"] for c in columns] == [5, 0, 3, 1, 1]
+        assert [c["nulls"] for c in columns] == [0, 5, 0, 2, 0]

@@ -25,9 +25,10 @@ class TestLargeFile:
         env = sqlite_env
         path = env.tmp / "big.csv"
         with path.open("w", encoding="utf-8", newline="") as f:
-            f.write("id,grp,amount\n")
+            f.write("id,grp,amount,note\n")
             for i in range(1, self.ROWS + 1):
-                f.write(f"{i},{'ABCDE'[i % 5]},{i % 1000}.5\n")
+                # An empty note in every 7th row: NULL counts must stay exact past the sample.
+                f.write(f"{i},{'ABCDE'[i % 5]},{i % 1000}.5,{'' if i % 7 == 0 else 'n' * (i % 13 + 1)}\n")
         process = psutil.Process()
         baseline = process.memory_info().rss
         peak = [baseline]
@@ -49,7 +50,7 @@ class TestLargeFile:
         profile = env.profile()
         # Past EXACT_ROWS the statistics come from one row in SAMPLE_EVERY; counts stay exact.
         assert profile["rows"] == self.ROWS and EXACT_ROWS <= profile["sampled_rows"] < self.ROWS / 2
-        ident, grp, amount = profile["columns"]
+        ident, grp, amount, note = profile["columns"]
         assert all(c["from_sample"] for c in profile["columns"])
         assert (ident["min"], ident["nulls"]) == (1, 0)
         assert 0.9 * self.ROWS < ident["max"] <= self.ROWS
@@ -61,6 +62,8 @@ class TestLargeFile:
         assert all(n == pytest.approx(self.ROWS // 5, rel=0.05) for _, n in grp["top"])
         assert (amount["min"], amount["max"], amount["distinct"]) == (0.5, 999.5, 1000)
         assert amount["stddev"] == pytest.approx(math.sqrt((1000**2 - 1) / 12), rel=1e-2)
+        assert (note["nulls"], amount["nulls"]) == (self.ROWS // 7, 0)
+        assert (note["max_length"], grp["max_length"], ident["max_length"]) == (13, 1, len(str(self.ROWS)))
         # Holding the file's rows would take hundreds of MB; streaming stays within a few batches
         # (measured: about 45 MB above the baseline for 250k rows and for 1M rows alike).
         growth_mb = (peak[0] - baseline) / 2**20

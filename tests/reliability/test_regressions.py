@@ -110,7 +110,6 @@ class TestLoadedFileThatCannotBeMoved:
         moved_to = rows_of(rt, 'SELECT moved_to FROM ref."File_Monitor_Tracking"')[0][0]
         assert Path(moved_to).parent == processed
 
-
     def test_a_later_fullload_does_not_free_a_loaded_file_that_was_never_moved(self, rt):
         """A fullload releases older content keys, but not of a loaded file still waiting to be moved."""
         drop = folder(rt, "none_reference_data_table", "fullload")
