@@ -40,7 +40,7 @@ import operator
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -293,19 +293,18 @@ class ProfileObserver:
         k = n // every
         picked = sorted(self._random.sample(range(n), k)) if k > 1 else []
         self.sampled_rows += len(picked)
-        if columns is None and not self._count_empty:
-            # Only the sampled rows are looked at, so only they are transposed.
-            if picked:
-                sample = operator.itemgetter(*picked)(rows)
-                for column, cells in zip(self.columns, zip(*sample, strict=True), strict=True):
-                    column.add(cells, every, count_empty=False)
-            return
-        pick = operator.itemgetter(*picked) if picked else None
-        for column, cells in zip(self.columns, columns or zip(*rows, strict=True), strict=True):
-            if self._count_empty:
+        if picked:
+            # Only the sampled rows are transposed when the batch does not come transposed.
+            if columns is None:
+                sample: Iterable[tuple[str, ...]] = zip(*operator.itemgetter(*picked)(rows), strict=True)
+            else:
+                pick = operator.itemgetter(*picked)
+                sample = map(pick, columns)
+            for column, cells in zip(self.columns, sample, strict=True):
+                column.add(cells, every, count_empty=False)
+        if self._count_empty:
+            for column, cells in zip(self.columns, columns or zip(*rows, strict=True), strict=True):
                 column.count_empty(cells)
-            if pick is not None:
-                column.add(pick(cells), every, count_empty=False)
 
     def result(self) -> tuple[ColumnType, ...]:
         self.flush()

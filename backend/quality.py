@@ -76,7 +76,7 @@ def profile_staged(
         detect_sensitive=policy.detect_sensitive if policy is not None else True,
         declared_sensitive=tuple(policy.sensitive_columns) if policy is not None else (),
         previous_fingerprint=previous_fingerprint(conn, db, plan.table),
-        empty_counts=empty_counts if observer.rows else None,
+        empty_counts=empty_counts,
     )
 
 

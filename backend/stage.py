@@ -128,7 +128,7 @@ def stage_records(
     gc.disable()
     try:
         with db.adapter.stage_writer(conn, stage) as send:
-            batcher = _Batcher(send, width, types, on_batch)
+            batcher = _Batcher(send, types, on_batch)
             _fill(batcher, shape, records, batch_rows)
     finally:
         if collecting:
@@ -191,7 +191,6 @@ class _Batcher:
     def __init__(
         self,
         send: Callable[[int, list[list[str]]], None],
-        width: int,
         types: TypeObserver | None,
         on_batch: Callable[[int], None] | None,
     ) -> None:
