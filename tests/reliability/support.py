@@ -365,12 +365,22 @@ class Campaign:
         """Drops that must still reach their final state (by the ledger and the tracking table)."""
         rows = self.tracking()
         # Final and recorded: a row turns final a moment before its file's new place is written.
-        final_paths = Counter(r["file_path"] for r in rows if r["status"] in TERMINAL and r["moved_to"])
+        # Per drop, attributed as `check` does: a file name dropped again (a good version, then a
+        # broken one) must not count as settled on the strength of the earlier drop's row.
+        final_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            if r["status"] in TERMINAL and r["moved_to"]:
+                final_rows[r["file_path"]].append(r)
+        drops_by_path: dict[str, list[int]] = defaultdict(list)
+        for i, d in enumerate(self.drops):
+            drops_by_path[str(d.path)].append(i)
         busy = any(r["status"] == "processing" for r in rows)
         waiting = []
-        for drop in self.drops:
-            must_settle = drop.expect in ("loaded", "error", "final", "duplicate")
-            if must_settle and (os.path.lexists(drop.path) or final_paths[str(drop.path)] == 0):
+        for i, drop in enumerate(self.drops):
+            if drop.expect not in ("loaded", "error", "final", "duplicate"):
+                continue
+            recorded = any(self._is_mine(r, i, drops_by_path) for r in final_rows[str(drop.path)])
+            if os.path.lexists(drop.path) or not recorded:
                 waiting.append(drop)
         if busy and not waiting:
             return [d for d in self.drops if d.expect != "ignored"][:1]
