@@ -371,9 +371,7 @@ class Campaign:
         for r in rows:
             if r["status"] in TERMINAL and r["moved_to"]:
                 final_rows[r["file_path"]].append(r)
-        drops_by_path: dict[str, list[int]] = defaultdict(list)
-        for i, d in enumerate(self.drops):
-            drops_by_path[str(d.path)].append(i)
+        drops_by_path = self._drops_by_path()
         busy = any(r["status"] == "processing" for r in rows)
         waiting = []
         for i, drop in enumerate(self.drops):
@@ -419,9 +417,7 @@ class Campaign:
         by_path: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             by_path[r["file_path"]].append(r)
-        drops_by_path: dict[str, list[int]] = defaultdict(list)
-        for i, d in enumerate(self.drops):
-            drops_by_path[str(d.path)].append(i)
+        drops_by_path = self._drops_by_path()
 
         lost = double = 0
         claimed_moves: Counter[str] = Counter()
@@ -487,6 +483,13 @@ class Campaign:
             reader.reset()
         assert not problems, "invariants violated:\n  " + "\n  ".join(problems[:40])
         return outcome
+
+    def _drops_by_path(self) -> dict[str, list[int]]:
+        """Indexes into `drops` of every drop, by the path it was dropped at."""
+        by_path: dict[str, list[int]] = defaultdict(list)
+        for i, drop in enumerate(self.drops):
+            by_path[str(drop.path)].append(i)
+        return by_path
 
     def _is_mine(self, row: dict[str, Any], index: int, drops_by_path: dict[str, list[int]]) -> bool:
         same_path = drops_by_path[row["file_path"]]
