@@ -237,7 +237,7 @@ class SQLiteAdapter(_Base):
 
     def create_engine(self, url: URL, settings: Settings) -> Engine:
         database = url.database or ""
-        in_memory = database in ("", ":memory:")
+        in_memory = _sqlite_in_memory(url)
         if not in_memory:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # Backup schema first: it is committed first (see the module docstring).
@@ -316,10 +316,9 @@ class SQLiteAdapter(_Base):
         # the connection just deletes its temp file (0.03 s). Small stages are dropped, so that
         # a burst of small files keeps its pooled connections.
         # Never an in-memory database: its one shared connection is the whole database.
-        in_memory = (conn.engine.url.database or "") in ("", ":memory:")
         with conn.begin():
             pages = conn.exec_driver_sql("PRAGMA temp.page_count").scalar() or 0
-            discard = pages > _SQLITE_DISCARD_PAGES and not in_memory
+            discard = pages > _SQLITE_DISCARD_PAGES and not _sqlite_in_memory(conn.engine.url)
             if not discard:
                 stage.drop(conn, checkfirst=False)
         if discard:
@@ -640,6 +639,11 @@ def _sqlite_strptime(value: str | None, date_format: str, kind: str) -> str | No
         return None
     parsed = datetime.strptime(value.strip(), date_format)
     return parsed.date().isoformat() if kind == "date" else parsed.isoformat(sep=" ", timespec="microseconds")
+
+
+def _sqlite_in_memory(url: URL) -> bool:
+    """An in-memory SQLite database: one shared connection (StaticPool) holds all of it."""
+    return (url.database or "") in ("", ":memory:")
 
 
 def _sqlite_quote(name: str) -> str:
