@@ -13,22 +13,33 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from backend.config import Settings, load_settings
 from backend.errors import ConfigError, IngestError, RetryableError
+from backend.masking import remember, scrub
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG, EXIT_RETRY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its error messages (which echo the arguments) never show a password."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {scrub(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m backend", description="Reference data file monitor.")
+    p = _Parser(prog="python -m backend", description="Reference data file monitor.")
     p.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     p.add_argument("--config", default=None, help="YAML settings file (default config/settings.yaml)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Accepted before the command too; SUPPRESS keeps a subcommand's default from clobbering it.
+    p.add_argument("--database-url", default=argparse.SUPPRESS, help="override DATABASE_URL")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--database-url", default=None, help="override DATABASE_URL")
+        sp.add_argument("--database-url", default=argparse.SUPPRESS, help="override DATABASE_URL")
         return sp
 
     sub.add_parser("check-config", help="print the effective settings (secrets masked)")
@@ -92,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    remember(settings.secret_values())
     from backend.log import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, settings.log_file)

@@ -7,6 +7,7 @@ command-line flags. Every field is documented where it is declared and listed in
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import getpass
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from backend.errors import ConfigError
+from backend.masking import mask_url, url_secrets
 from backend.models import RaggedPolicy, TypePolicy
 
 DEFAULT_CONFIG_FILE = Path("config/settings.yaml")
@@ -183,13 +185,22 @@ class Settings(BaseSettings):
 
     @property
     def masked_url(self) -> str:
-        """The effective URL with its password hidden."""
-        from sqlalchemy.engine import make_url
-
+        """The effective URL with its password and secret query values hidden."""
         try:
-            return make_url(self.url).render_as_string(hide_password=True)
+            return mask_url(self.url)
         except Exception:  # noqa: BLE001 - an unparsable URL must still never leak a secret
             return "<unparsable DATABASE_URL>"
+
+    def secret_values(self) -> set[str]:
+        """Every secret these settings hold: never to be printed (see `backend.masking`)."""
+        found = {
+            secret.get_secret_value().strip()
+            for secret in (self.db_password, self.health_token)
+            if secret is not None and secret.get_secret_value().strip()
+        }
+        with contextlib.suppress(ValueError):  # no SQL Server name: nothing more to find
+            found |= url_secrets(self.url)
+        return found
 
     def effective(self) -> dict[str, Any]:
         """All settings as printable values, secrets masked."""

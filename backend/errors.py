@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backend.masking import scrub
+
 
 class IngestError(Exception):
     """Base of every error the product raises on purpose."""
@@ -37,9 +39,11 @@ class IngestError(Exception):
         self.details = dict(details or {})
 
     def __str__(self) -> str:
+        # Every way out of the process (CLI, logs, sidecars, tracking rows) prints errors through
+        # here: a driver message quoting a URL or a known password never leaves unmasked.
         if self.path is not None and str(self.path.name) not in self.message:
-            return f"{self.path.name}: {self.message}"
-        return self.message
+            return scrub(f"{self.path.name}: {self.message}")
+        return scrub(self.message)
 
 
 class ConfigError(IngestError):

@@ -217,10 +217,36 @@ def decide(report: SchemaReport, policy: SchemaEvolution, load_type: LoadType) -
     return Evolution(policy, "fail", f"columns do not match table {report.table} ({what})")
 
 
+def kind_of(type_: sa.types.TypeEngine[Any]) -> ColumnKind:
+    """The logical kind of a reflected column type."""
+    if isinstance(type_, sa.Boolean):
+        return ColumnKind.BOOLEAN
+    if isinstance(type_, sa.BigInteger):
+        return ColumnKind.BIGINT
+    if isinstance(type_, sa.Integer):
+        return ColumnKind.INTEGER
+    if isinstance(type_, sa.Numeric):
+        return ColumnKind.DECIMAL
+    if isinstance(type_, sa.DateTime):
+        return ColumnKind.DATETIME
+    if isinstance(type_, sa.Date):
+        return ColumnKind.DATE
+    return ColumnKind.TEXT
+
+
+def column_type_of(type_: sa.types.TypeEngine[Any]) -> ColumnType:
+    """A reflected SQL type as a logical column type (no formats: those are recorded per load)."""
+    kind = kind_of(type_)
+    if kind is ColumnKind.DECIMAL:
+        precision = getattr(type_, "precision", None) or 38
+        return ColumnType(kind, precision=precision, scale=getattr(type_, "scale", None) or 0)
+    if kind is ColumnKind.TEXT:
+        return ColumnType(kind, length=getattr(type_, "length", None) or 0)
+    return ColumnType(kind)
+
+
 def fits(live_type: sa.types.TypeEngine[Any], wanted: ColumnType) -> bool:
     """Whether values inferred as `wanted` can go into a column of `live_type` unchanged."""
-    from backend.publish import kind_of
-
     have = kind_of(live_type)
     kind = wanted.kind
     if have is ColumnKind.TEXT or have is kind:
@@ -249,7 +275,9 @@ def add_column(conn: Connection, table: sa.Table, name: str, type_: sa.types.Typ
 def align_backup(conn: Connection, db: Database, backup: sa.Table, live: sa.Table) -> sa.Table:
     """Make `backup` able to hold `live`'s rows: add its columns, widen or loosen changed ones.
 
-    Returns the refreshed backup definition.
+    A column whose kind changes becomes text, every kept value written back as its file had it
+    (`rendered_values`), so an old version exports exactly what it held. Returns the refreshed
+    backup definition.
     """
     changed = False
     for column in live.columns:
@@ -259,9 +287,18 @@ def align_backup(conn: Connection, db: Database, backup: sa.Table, live: sa.Tabl
             changed = True
             continue
         target = _backup_type(db, current.type, column.type)
-        if target is not None:
+        if target is None:
+            continue
+        if kind_of(target) is kind_of(current.type):
             db.adapter.widen_column(conn, backup, column.name, target)
-            changed = True
+        else:
+            using = rendered_values(conn, db, backup, column.name)
+            db.adapter.retype_column(conn, backup, column.name, target, using)
+            # Later columns change on the new definition (SQLite rebuilds the whole table).
+            db.forget_table(db.catalog.backup_schema, backup.name)
+            refreshed = db.reflect(conn, backup.name, db.catalog.backup_schema)
+            backup = refreshed if refreshed is not None else backup
+        changed = True
     if not changed:
         return backup
     db.forget_table(db.catalog.backup_schema, backup.name)
@@ -269,20 +306,14 @@ def align_backup(conn: Connection, db: Database, backup: sa.Table, live: sa.Tabl
     return refreshed if refreshed is not None else backup
 
 
-_WIDER = {
-    (ColumnKind.INTEGER, ColumnKind.BIGINT),
-    (ColumnKind.INTEGER, ColumnKind.DECIMAL),
-    (ColumnKind.BIGINT, ColumnKind.DECIMAL),
-    (ColumnKind.DATE, ColumnKind.DATETIME),
-}
+#: Kind changes that keep every stored value's text: an int32 is written like an int64.
+_WIDER = {(ColumnKind.INTEGER, ColumnKind.BIGINT)}
 
 
 def _backup_type(
     db: Database, have: sa.types.TypeEngine[Any], want: sa.types.TypeEngine[Any]
 ) -> sa.types.TypeEngine[Any] | None:
     """The type a bkp column of type `have` must take to also hold `want` values (None: as is)."""
-    from backend.publish import kind_of
-
     old, new = kind_of(have), kind_of(want)
     if old is ColumnKind.TEXT:
         length = getattr(have, "length", None)
@@ -298,14 +329,53 @@ def _backup_type(
             return None
         p1, s1 = getattr(have, "precision", None) or 38, getattr(have, "scale", None) or 0
         p2, s2 = getattr(want, "precision", None) or 38, getattr(want, "scale", None) or 0
-        if p2 - s2 <= p1 - s1 and s2 <= s1:
-            return None
-        scale = max(s1, s2)
-        return sa.Numeric(min(38, max(p1 - s1, p2 - s2) + scale), scale)
+        if s1 == s2:
+            # Same places: more digits before the point keep every value's text.
+            return (
+                None
+                if p2 <= p1
+                else db.adapter.column_type(ColumnType(ColumnKind.DECIMAL, precision=p2, scale=s2))
+            )
+        # Other places would write 1.5 back as 1.50: text keeps both.
+        return db.adapter.text_type(1 << 30)
     if (old, new) in _WIDER:
         return want
-    # Incompatible kinds: old versions keep their values and new ones fit as text.
+    # Incompatible kinds: old versions keep their values (as their text) and new ones fit as text.
     return db.adapter.text_type(1 << 30)
+
+
+def rendered_values(conn: Connection, db: Database, table: sa.Table, column: str) -> Any:
+    """SQL giving `column`'s stored values back as the text of their files.
+
+    Each row is written in the format its own load recorded (a version kept in bkp may predate a
+    change of date format), found through its ``_load_id``; the expression names columns
+    unqualified, for ``ALTER ... USING``, ``UPDATE`` and a rebuild's ``INSERT ... SELECT``.
+    """
+    from backend import tracking
+
+    sql_type = table.c[column].type
+    value = sa.column(column, type_=sql_type)
+    base = column_type_of(sql_type)
+    t = db.catalog.tracking
+    loads = sa.select(sa.distinct(table.c._load_id)).scalar_subquery()
+    recorded = conn.execute(sa.select(t.c.id, t.c.column_types).where(t.c.id.in_(loads))).all()
+    by_type: dict[ColumnType, list[int]] = {}
+    for load_id, text in recorded:
+        known = tracking.decode_types(text).get(column)
+        if known is not None and known.kind is base.kind:
+            key = ColumnType(
+                base.kind, 0, base.precision, base.scale, known.date_format, known.true_text, known.false_text
+            )
+        else:
+            key = base
+        by_type.setdefault(key, []).append(int(load_id))
+    if len(by_type) <= 1:
+        return db.adapter.render_text(value, next(iter(by_type), base))
+    load_id = sa.column("_load_id", type_=sa.BigInteger)
+    return sa.case(
+        *((load_id.in_(ids), db.adapter.render_text(value, ct)) for ct, ids in by_type.items()),
+        else_=db.adapter.render_text(value, base),
+    )
 
 
 def definition_of(table: sa.Table) -> list[dict[str, str]]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from backend import tracking
+from backend.convert import render
 from backend.db.engine import Database
 from backend.errors import IngestError, NotFoundError
 from backend.models import ColumnKind, ColumnType, LoadRequest, LoadType, TablePlan
@@ -44,16 +43,19 @@ def original_headers(conn: Connection, db: Database, load_id: int | None) -> dic
     return dict(zip(columns, headers, strict=False))
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, (date, Decimal)):
-        return str(value) if not isinstance(value, date) else value.isoformat()
-    return str(value)
+class _Writer:
+    """CSV rows with LF line ends, quoting every value a reader could split: a delimiter, a quote,
+    a LF or a lone CR (the csv module quotes only the characters of its own line terminator)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._plain = csv.writer(out, lineterminator="\n")
+        self._quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, values: list[str]) -> None:
+        if any("\r" in v for v in values):
+            self._quoted.writerow(values)
+        else:
+            self._plain.writerow(values)
 
 
 def export_table(
@@ -76,7 +78,10 @@ def export_table(
         columns = data_columns(source)
         last_load = conn.execute(sa.select(sa.func.max(source.c._load_id)).where(where)).scalar()
         names = {} if sql_names else original_headers(conn, db, last_load)
-        writer = csv.writer(out, lineterminator="\n")
+        # How each typed column's values were written in the file (date format, boolean spelling).
+        recorded = tracking.types_of_load(conn, db, last_load)
+        types = [recorded.get(c) for c in columns]
+        writer = _Writer(out)
         writer.writerow([names.get(c, c) for c in columns])
         query = (
             sa.select(*(source.c[c] for c in columns))
@@ -86,7 +91,7 @@ def export_table(
         count = 0
         result = conn.execution_options(stream_results=True, yield_per=10000).execute(query)
         for row in result:
-            writer.writerow([_text(v) for v in row])
+            writer.writerow([render(v, t) for v, t in zip(row, types, strict=True)])
             count += 1
     return count
 
@@ -105,8 +110,7 @@ def _conversions(
         IngestError: a value of the version does not fit the current column (nothing changed).
     """
     from backend.detection.types import TypeTracker
-    from backend.evolve import fits
-    from backend.publish import kind_of
+    from backend.evolve import fits, kind_of
 
     text_now_typed = [
         c
@@ -132,9 +136,7 @@ def _conversions(
                 f"version {version} of {live.name}: column {name} holds {wanted.kind.value} values, "
                 f"which the current {kind_of(target).value} column cannot take; nothing was restored"
             )
-        out[name] = db.adapter.cast_text(
-            sa.func.nullif(backup.c[name], ""), target, wanted.date_format
-        ).label(name)
+        out[name] = db.adapter.cast_text(sa.func.nullif(backup.c[name], ""), target, wanted).label(name)
     return out
 
 
@@ -156,6 +158,8 @@ def restore_version(db: Database, table: str, version: int) -> tuple[int, int, i
         original = conn.execute(
             sa.select(t.c.detected_headers, t.c.detection, t.c.is_reference_data).where(t.c.id == source_load)
         ).first()
+        # The restored rows are written back in the formats their own load recorded.
+        version_types = tracking.types_of_load(conn, db, source_load)
     columns = tuple(data_columns(live))
     missing = [c for c in columns if c not in backup.c]
     if missing:
@@ -167,7 +171,9 @@ def restore_version(db: Database, table: str, version: int) -> tuple[int, int, i
     )
     converted = _conversions(db, backup, live, columns, where, version)
     tracking_id = tracking.start(db, request, table=live.name, size=None, mtime=None)
-    plan = TablePlan(live.name, columns, columns, tuple(ColumnType() for _ in columns), exists=True)
+    plan = TablePlan(
+        live.name, columns, columns, tuple(ColumnType() for _ in columns), exists=True, stored=version_types
+    )
     source = sa.select(backup.c._row_number, *(converted.get(c, backup.c[c]) for c in columns)).where(where)
     try:
         with db.write() as conn:

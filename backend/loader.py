@@ -29,6 +29,7 @@ import structlog
 
 from backend import faults, tracking
 from backend.config import Settings
+from backend.convert import Checker, Misfit, describe
 from backend.db.engine import Database, translate_error
 from backend.errors import (
     CancelledError,
@@ -37,17 +38,20 @@ from backend.errors import (
     FileRejectedError,
     IngestError,
     RetryableError,
+    RowError,
     SchemaMismatchError,
     ValidationFailedError,
 )
 from backend.files import open_regular_file
 from backend.models import Detection, LoadRequest, LoadResult, LoadType, TypePolicy
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
-from backend.plan import plan_table, record_schema
-from backend.policies import TablePolicy, load_table_policy
+from backend.plan import SchemaPlan, plan_table, record_schema, with_misfits
+from backend.policies import TablePolicy, TypeMismatch, load_table_policy
 from backend.profile import ProfileObserver
 from backend.publish import publish
 from backend.quality import check_staged, profile_staged, record_failure
+from backend.reader import line_numbers
+from backend.sensitive import redact, redact_row
 from backend.stage import stage_records
 
 log = structlog.get_logger(__name__)
@@ -303,6 +307,8 @@ def _stage_and_publish(
                     record_schema(db, tracking_id, exc.details)
                     raise
                 record_schema(db, tracking_id, plan.schema_details())
+                targets = plan.typed_targets() if isinstance(plan, SchemaPlan) else {}
+                checker = Checker({columns.index(c): (c, t) for c, t in targets.items()})
                 # The staging transaction touches only the connection's temporary table.
                 with conn.begin():
                     staged = stage_records(
@@ -317,8 +323,13 @@ def _stage_and_publish(
                         types=observer,
                         on_batch=on_batch,
                         rejects_path=rejects_path,
+                        checker=checker,
+                        redact_row=redact_row(table_policy, columns),
                     )
                 _check_unchanged(request, raw, hashing, before)
+                misfits = checker.misfits()
+                if misfits:
+                    plan = _settle_misfits(plan, misfits, table_policy, request, raw, detection, headers, db)
                 if (
                     staged.rows_staged == 0
                     and request.load_type is LoadType.FULLLOAD
@@ -408,6 +419,58 @@ def _stage_and_publish(
         staged.rows_rejected,
         staged.batches,
         published.backup_version,
+    )
+
+
+def _settle_misfits(
+    plan: SchemaPlan,
+    misfits: dict[str, Misfit],
+    policy: TablePolicy,
+    request: LoadRequest,
+    raw: IO[bytes],
+    detection: Detection,
+    headers: tuple[str, ...],
+    db: Database,
+) -> SchemaPlan:
+    """Decide what values that do not fit their typed columns mean for this load.
+
+    A fullload under ``schema_evolution: replace`` redefines the table from the file; under
+    ``type_mismatch: widen_to_text`` the columns become text; otherwise the file is refused,
+    naming the line, the column and the value (masked when the column is sensitive).
+
+    Raises:
+        RowError: the file is refused; nothing was published.
+    """
+    if plan.evolution is not None and plan.evolution.may_redefine:
+        return with_misfits(plan, list(misfits), widen=False)  # type: ignore[return-value]
+    if policy.type_mismatch is TypeMismatch.WIDEN_TO_TEXT:
+        log.info("widening columns to text", file=request.path.name, table=plan.table, columns=list(misfits))
+        return with_misfits(plan, list(misfits), widen=True)  # type: ignore[return-value]
+    rows = sorted({row for m in misfits.values() for row, _ in m.examples})
+    lines = line_numbers(raw, detection, rows, decode_errors=db.settings.decode_errors)
+    header_of = dict(zip(plan.file_columns, headers, strict=False))
+    schema = db.catalog.data_schema
+    parts = []
+    for name, misfit in misfits.items():
+        shown = [
+            f"line {lines.get(row, '?')} {redact(policy, name, value)!r}" for row, value in misfit.examples
+        ]
+        more = f" and {misfit.count - len(shown)} more" if misfit.count > len(shown) else ""
+        parts.append(
+            f"column {header_of.get(name, name)!r} ({schema}.{plan.table}.{name}) takes "
+            f"{describe(misfit.column_type)}, not {', '.join(shown)}{more}"
+        )
+    first_row, first_value = next(iter(misfits.values())).examples[0]
+    first = next(iter(misfits))
+    raise RowError(
+        f"{request.path.name}: line {lines.get(first_row, '?')}, column {header_of.get(first, first)!r}: "
+        f"{redact(policy, first, first_value)!r} does not fit; "
+        + "; ".join(parts)
+        + f". Nothing was loaded: fix the file, or set type_mismatch: widen_to_text in "
+        f"config/tables/{plan.table}.yaml to turn such columns into text",
+        path=request.path,
+        rows=tuple(lines.get(r, r) for r in rows),
+        details={"misfits": {n: m.count for n, m in misfits.items()}},
     )
 
 

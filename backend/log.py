@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from backend.masking import scrub
+
 _SECRET_KEYS = ("password", "pwd", "token", "secret")
 
 
@@ -23,6 +25,21 @@ def _drop_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, 
         if any(word in key.lower() for word in _SECRET_KEYS):
             event[key] = "********"
     return event
+
+
+def _scrub_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub_values(v) for v in value]
+    return value
+
+
+def _scrub(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Mask URLs and known secrets in every value, tracebacks included (they are text by now)."""
+    return {key: _scrub_values(value) for key, value in event.items()}
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path | None = None) -> None:
@@ -40,9 +57,19 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    json_processors: list[Any] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    json_processors: list[Any] = [
+        structlog.processors.dict_tracebacks,
+        _scrub,
+        structlog.processors.JSONRenderer(),
+    ]
     console_processors: list[Any] = (
-        json_processors if fmt == "json" else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        json_processors
+        if fmt == "json"
+        else [
+            structlog.processors.format_exc_info,
+            _scrub,
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ]
     )
     handlers: list[logging.Handler] = []
     console = logging.StreamHandler(sys.stderr)
@@ -74,3 +101,6 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
     # Library chatter stays at WARNING unless we debug.
     for noisy in ("sqlalchemy", "watchdog", "apscheduler", "urllib3", "charset_normalizer"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # Never below WARNING: at INFO and DEBUG SQLAlchemy logs bound parameters and fetched rows,
+    # which hold the file's data, protected columns included.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)

@@ -50,7 +50,10 @@ class ColumnType:
     """An inferred or declared column type.
 
     `length` is the longest value in characters (text), `precision`/`scale` describe decimals,
-    `date_format` is the strptime format that parses every value of a date/datetime column.
+    `date_format` is the strptime format that parses every value of a date/datetime column (and
+    renders it back exactly), `true_text`/`false_text` are how a boolean column spells its two
+    values in the file. Together they say how every stored value is written back as text, so
+    that `export` gives the file's cells exactly (see `backend.convert`).
     """
 
     kind: ColumnKind = ColumnKind.TEXT
@@ -58,15 +61,33 @@ class ColumnType:
     precision: int = 0
     scale: int = 0
     date_format: str | None = None
+    true_text: str | None = None
+    false_text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind.value,
             "length": self.length,
             "precision": self.precision,
             "scale": self.scale,
             "date_format": self.date_format,
         }
+        if self.kind is ColumnKind.BOOLEAN:
+            out["true_text"], out["false_text"] = self.true_text, self.false_text
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnType:
+        """The inverse of `to_dict` (unknown keys are ignored, missing ones take their defaults)."""
+        return cls(
+            kind=ColumnKind(data.get("kind", "text")),
+            length=int(data.get("length") or 0),
+            precision=int(data.get("precision") or 0),
+            scale=int(data.get("scale") or 0),
+            date_format=data.get("date_format"),
+            true_text=data.get("true_text"),
+            false_text=data.get("false_text"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +202,9 @@ class TablePlan:
     headers: tuple[str, ...]
     column_types: tuple[ColumnType, ...]
     exists: bool
+    #: How the existing table stores each of its data columns (empty for a new table), with the
+    #: formats its values are written back in.
+    stored: dict[str, ColumnType] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,9 +25,12 @@ from backend.evolve import (
     add_column,
     align_backup,
     analyze_schema,
+    column_type_of,
     decide,
     definition_of,
     fits,
+    kind_of,
+    rendered_values,
 )
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
 from backend.naming import METADATA_COLUMNS
@@ -47,6 +50,14 @@ class SchemaPlan(TablePlan):
     file_columns: tuple[str, ...] = ()
     report: SchemaReport | None = None
     evolution: Evolution | None = None
+    #: Columns whose values did not all fit their typed column (set after staging).
+    misfits: frozenset[str] = frozenset()
+    #: Typed columns the publish turns into text first (policy ``type_mismatch: widen_to_text``).
+    widen: tuple[str, ...] = ()
+
+    def typed_targets(self) -> dict[str, ColumnType]:
+        """The typed columns of the existing table that this load writes values into."""
+        return {c: t for c, t in self.stored.items() if c in self.columns and t.kind is not ColumnKind.TEXT}
 
     def schema_details(self) -> dict[str, Any]:
         return {
@@ -97,6 +108,7 @@ def plan_table(
             details={"schema_report": report.to_dict(), "evolution": evolution.to_dict()},
         )
     loaded = tuple(c for c in columns if c not in set(evolution.ignore))
+    live = db.reflect(conn, table, db.catalog.data_schema) if report.exists else None
     return SchemaPlan(
         table=table,
         columns=loaded,
@@ -106,7 +118,32 @@ def plan_table(
         file_columns=columns,
         report=report,
         evolution=evolution,
+        stored=stored_types(conn, db, live) if live is not None else {},
     )
+
+
+def stored_types(conn: Connection, db: Database, live: sa.Table) -> dict[str, ColumnType]:
+    """Every data column of `live` as the table stores it, with the date formats and boolean
+    spellings its latest load recorded (a table from before they were recorded gets the
+    database's own ISO layouts and ``true``/``false``)."""
+    recorded = tracking.recorded_types(conn, db, live.name)
+    out: dict[str, ColumnType] = {}
+    for name in data_columns(live):
+        base = column_type_of(live.c[name].type)
+        known = recorded.get(name)
+        if known is not None and known.kind is base.kind:
+            base = replace(
+                base, date_format=known.date_format, true_text=known.true_text, false_text=known.false_text
+            )
+        out[name] = base
+    return out
+
+
+def with_misfits(plan: TablePlan, misfits: Sequence[str], *, widen: bool) -> TablePlan:
+    """`plan` after staging found values that do not fit typed columns `misfits`."""
+    if not isinstance(plan, SchemaPlan):
+        return plan
+    return replace(plan, misfits=frozenset(misfits), widen=tuple(misfits) if widen else ())
 
 
 def record_schema(db: Database, tracking_id: int, details: dict[str, Any]) -> None:
@@ -182,10 +219,10 @@ def prepare_live(
     plan: TablePlan,
     column_types: Sequence[ColumnType],
     load_type: LoadType,
-) -> sa.Table:
+) -> tuple[sa.Table, bool]:
     """Inside the publish transaction: create `ref.<table>` on a first load, else lock and widen it.
 
-    Returns the live table's current definition.
+    Returns the live table's current definition, and whether this call created it.
     """
     schema = db.catalog.data_schema
     live = db.reflect(conn, plan.table, schema)
@@ -193,23 +230,31 @@ def prepare_live(
         live = target_definition(db, plan, column_types)
         live.create(conn)
         db.forget_table(schema, plan.table)
-        return live
+        return live, True
     db.adapter.lock_for_publish(conn, live)
     evolution: Evolution | None = getattr(plan, "evolution", None)
     if evolution is not None and evolution.action == "replace":
-        return live  # redefined by evolve_live once the old rows are in bkp
-    widened = False
+        return live, False  # redefined by evolve_live once the old rows are in bkp
+    changed = False
+    for name in getattr(plan, "widen", ()):
+        # type_mismatch: widen_to_text. The stored values become the text their files had.
+        if name in live.c and kind_of(live.c[name].type) is not ColumnKind.TEXT:
+            using = rendered_values(conn, db, live, name)
+            db.adapter.retype_column(conn, live, name, db.adapter.text_type(1 << 30), using)
+            # The next column is changed on the new definition (SQLite rebuilds the whole table).
+            live = _reflect_live(conn, db, plan.table)
+            changed = True
     for name, wanted in types_by_name(plan, column_types).items():
         if name in live.c and name in plan.columns and needs_widening(live.c[name], wanted):
             db.adapter.widen_column(conn, live, name, db.adapter.text_type(wanted.length))
-            widened = True
-    if widened:
-        # No forget_table here: the fingerprint sees a real widening (a new type modifier), and
-        # where widening is a no-op (SQLite) the cached definition stays valid and is reused.
+            changed = True
+    if changed:
+        # No forget_table here: the fingerprint sees a real change (a new type or modifier), and
+        # where widening is a no-op (SQLite lengths) the cached definition stays valid.
         refreshed = db.reflect(conn, plan.table, schema)
         if refreshed is not None:
             live = refreshed
-    return live
+    return live, False
 
 
 def evolve_live(
@@ -219,33 +264,37 @@ def evolve_live(
     live: sa.Table,
     column_types: Sequence[ColumnType],
     tracking_id: int,
-) -> sa.Table:
+) -> tuple[sa.Table, tuple[str, ...]]:
     """Inside the publish transaction, after a fullload's old rows are in bkp: apply the evolution.
 
     ``add_columns`` adds the new columns to ref and bkp; ``replace`` drops the live table and
     creates it from the file when its column names differ or a column's values no longer fit its
-    type. Writes a ``schema_evolved`` audit event in the same transaction. Returns the live table.
+    type. Writes a ``schema_evolved`` audit event in the same transaction. Returns the live table
+    and the columns this call (re)defined from the file's types.
     """
     evolution: Evolution | None = getattr(plan, "evolution", None)
     if evolution is None:
-        return live
+        return live, ()
     by_name = types_by_name(plan, column_types)
     if evolution.action == "add_columns":
         added = [c for c in evolution.add if c not in live.c]
         for name in added:
             add_column(conn, live, name, db.adapter.column_type(by_name[name]))
         if not added:
-            return live
+            return live, ()
         db.forget_table(db.catalog.data_schema, plan.table)
         live = _reflect_live(conn, db, plan.table)
         _align_existing_backup(conn, db, live)
         tracking.add_event(conn, db, tracking_id, "schema_evolved", {"action": "add_columns", "added": added})
-        return live
+        return live, tuple(added)
     if not evolution.may_redefine:
-        return live
-    misfits = [c for c in plan.columns if c in live.c and not fits(live.c[c].type, by_name[c])]
+        return live, ()
+    unfit: frozenset[str] = getattr(plan, "misfits", frozenset())
+    misfits = [
+        c for c in plan.columns if c in live.c and (c in unfit or not fits(live.c[c].type, by_name[c]))
+    ]
     if evolution.action != "replace" and not misfits:
-        return live
+        return live, ()
     previous = definition_of(live)
     live.drop(conn)
     live = target_definition(db, plan, column_types)
@@ -264,7 +313,25 @@ def evolve_live(
             "definition": definition_of(live),
         },
     )
-    return live
+    return live, tuple(plan.columns)
+
+
+def final_types(
+    live: sa.Table, plan: TablePlan, column_types: Sequence[ColumnType], fresh: Sequence[str]
+) -> dict[str, ColumnType]:
+    """How `live` stores each data column once this load is published: the SQL type, with the
+    formats of the file for columns defined from it (`fresh`) and those on record otherwise."""
+    inferred = types_by_name(plan, column_types)
+    out: dict[str, ColumnType] = {}
+    for name in data_columns(live):
+        base = column_type_of(live.c[name].type)
+        known = inferred.get(name) if name in fresh else plan.stored.get(name)
+        if known is not None and known.kind is base.kind:
+            base = replace(
+                base, date_format=known.date_format, true_text=known.true_text, false_text=known.false_text
+            )
+        out[name] = base
+    return out
 
 
 def _reflect_live(conn: Connection, db: Database, table: str) -> sa.Table:

@@ -31,6 +31,15 @@ class SchemaEvolution(str, Enum):
     REPLACE = "replace"
 
 
+class TypeMismatch(str, Enum):
+    """What a load does when a value does not fit its typed column exactly."""
+
+    #: The file is refused, naming the line, the column and the value; nothing changes.
+    REFUSE = "refuse"
+    #: The column becomes text in ``ref`` and ``bkp``, every stored value written back as it was.
+    WIDEN_TO_TEXT = "widen_to_text"
+
+
 class Severity(str, Enum):
     ERROR = "error"
     WARN = "warn"
@@ -67,7 +76,9 @@ TYPE_NAMES = {
     "date": ColumnKind.DATE,
     "datetime": ColumnKind.DATETIME,
 }
-_TOP_KEYS = frozenset({"ragged_rows", "type_policy", "schema_evolution", "rules", "validation", "sensitive"})
+_TOP_KEYS = frozenset(
+    {"ragged_rows", "type_policy", "type_mismatch", "schema_evolution", "rules", "validation", "sensitive"}
+)
 _VALIDATION_KEYS = frozenset({"procedure", "schema", "sql_file"})
 _SENSITIVE_KEYS = frozenset({"detect", "action", "columns"})
 
@@ -103,6 +114,7 @@ class TablePolicy:
     #: Overrides of the global settings for this table (None: use the setting).
     ragged_rows: RaggedPolicy | None = None
     type_policy: TypePolicy | None = None
+    type_mismatch: TypeMismatch = TypeMismatch.REFUSE
     rules: tuple[Rule, ...] = field(default_factory=tuple)
     #: Schema evolution per load type; both default to `fail`.
     evolution_fullload: SchemaEvolution = SchemaEvolution.FAIL
@@ -177,6 +189,7 @@ def _parse(data: dict[str, Any], table: str, path: Path, default_sql: Path) -> T
         table=table,
         ragged_rows=RaggedPolicy(data["ragged_rows"]) if data.get("ragged_rows") else None,
         type_policy=TypePolicy(data["type_policy"]) if data.get("type_policy") else None,
+        type_mismatch=TypeMismatch(data.get("type_mismatch", "refuse")),
         rules=tuple(rule for i, item in enumerate(rules_data, 1) for rule in parse_rule(item, i)),
         evolution_fullload=full,
         evolution_append=append,

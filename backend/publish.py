@@ -21,10 +21,10 @@ from sqlalchemy.engine import Connection
 from backend import faults
 from backend.db.engine import Database
 from backend.errors import RowError
-from backend.evolve import align_backup
+from backend.evolve import align_backup, kind_of
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
-from backend.plan import backup_definition, backup_index_name, evolve_live, prepare_live
-from backend.tracking import add_event, to_json, upsert_reference_cfg, utcnow
+from backend.plan import backup_definition, backup_index_name, evolve_live, final_types, prepare_live
+from backend.tracking import add_event, encode_types, to_json, upsert_reference_cfg, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +57,19 @@ def publish(
     # Serialise publishers of this table before looking at it: two first loads must not both
     # create it, and version numbers must not be handed out twice.
     db.adapter.serialize_publish(conn, schema, plan.table)
-    live = prepare_live(conn, db, plan, column_types, load_type)
+    live, created = prepare_live(conn, db, plan, column_types, load_type)
     now = utcnow()
     backup_version = None
     if load_type is LoadType.FULLLOAD:
         backup_version = _backup_and_clear(conn, db, live, tracking_id, now)
     # Schema evolution (add_columns / replace) once the old rows are safe in bkp.
-    live = evolve_live(conn, db, plan, live, column_types, tracking_id)
+    live, evolved = evolve_live(conn, db, plan, live, column_types, tracking_id)
+    stored = final_types(live, plan, column_types, plan.columns if created else evolved)
     faults.hit("publish.before_insert")
     inserted = conn.execute(
         sa.insert(live).from_select(
             [*plan.columns, "_load_id", "_row_number", "_loaded_at", "_load_type"],
-            _convert(db, live, plan, source, tracking_id, now, load_type, column_types, convert=convert),
+            _convert(db, live, plan, source, tracking_id, now, load_type, stored, convert=convert),
         )
     ).rowcount
     if inserted is not None and inserted >= 0 and inserted != expected_rows:
@@ -97,6 +98,7 @@ def publish(
             processed_at=now,
             updated_at=now,
             progress_percent=100.0,
+            column_types=encode_types(stored),
             **tracking_values,
         )
     )
@@ -170,22 +172,28 @@ def _convert(
     tracking_id: int,
     now: datetime,
     load_type: LoadType,
-    column_types: Sequence[ColumnType],
+    stored: dict[str, ColumnType],
     *,
     convert: bool,
 ) -> sa.Select[Any]:
-    """SELECT that turns staged text into the live table's column values (as-is when not `convert`)."""
+    """SELECT that turns staged text into the live table's column values (as-is when not `convert`).
+
+    Every value bound for a typed column has passed `backend.convert`'s exact check, so the
+    casts neither round nor default; an empty cell of a typed column is NULL whatever
+    EMPTY_AS_NULL says (no number or date is written as nothing).
+    """
     sub = source.subquery("s")
-    empty_as_null = db.settings.empty_as_null and convert
-    formats = {
-        name: t.date_format for name, t in zip(plan.columns, column_types, strict=False) if t.date_format
-    }
     exprs: list[Any] = []
     for name in plan.columns:
         value: Any = sub.c[name]
-        if empty_as_null:
+        if not convert:
+            exprs.append(value)
+            continue
+        column_type = stored.get(name)
+        typed = column_type is not None and column_type.kind is not ColumnKind.TEXT
+        if typed or db.settings.empty_as_null:
             value = sa.func.nullif(value, "")
-        exprs.append(db.adapter.cast_text(value, live.c[name].type, formats.get(name)) if convert else value)
+        exprs.append(db.adapter.cast_text(value, live.c[name].type, column_type))
     return sa.select(
         *exprs,
         sa.literal(tracking_id, sa.BigInteger),
@@ -193,23 +201,6 @@ def _convert(
         sa.literal(now, sa.DateTime),
         sa.literal(load_type.value, sa.String(16)),
     )
-
-
-def kind_of(type_: sa.types.TypeEngine[Any]) -> ColumnKind:
-    """The logical kind of a reflected column type."""
-    if isinstance(type_, sa.Boolean):
-        return ColumnKind.BOOLEAN
-    if isinstance(type_, sa.BigInteger):
-        return ColumnKind.BIGINT
-    if isinstance(type_, sa.Integer):
-        return ColumnKind.INTEGER
-    if isinstance(type_, sa.Numeric):
-        return ColumnKind.DECIMAL
-    if isinstance(type_, sa.DateTime):
-        return ColumnKind.DATETIME
-    if isinstance(type_, sa.Date):
-        return ColumnKind.DATE
-    return ColumnKind.TEXT
 
 
 __all__ = ["Published", "ensure_backup_table", "kind_of", "publish", "to_json"]

@@ -13,7 +13,7 @@ Order inside the loader's read transaction, on the load's own connection:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from backend.errors import IngestError, ValidationFailedError
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
 from backend.policies import SensitiveAction, Severity, TablePolicy
 from backend.profile import ProfileObserver, build_profile, fingerprint, previous_fingerprint
-from backend.sensitive import protect_staged
+from backend.sensitive import protect_staged, redact
 from backend.validation import RuleContext, RuleResult, evaluate_rules
 from backend.validation_hook import run_hooks
 
@@ -127,6 +127,7 @@ def check_staged(
         for name, (kind, action) in actions.items()
         if action is SensitiveAction.REFUSE
     ]
+    results = [_redacted(result, policy) for result in results]
     report = _report(results, actions, plan)
     failed = [r for r in results if r.blocking]
     if failed:
@@ -141,6 +142,24 @@ def check_staged(
     protect_staged(conn, stage, protect)
     stored = {**profile, "validation": _summary(report)}
     return Checked(report, stored, _protected_types(columns, types, protect))
+
+
+def _redacted(result: RuleResult, policy: TablePolicy) -> RuleResult:
+    """`result` with the example values of the policy's protected columns masked: they go to the
+    sidecar, the tracking row, the audit events and the logs."""
+    if not result.examples or not policy.sensitive_columns:
+        return result
+    examples = []
+    for example in result.examples:
+        example = dict(example)
+        if "value" in example and result.columns and example["value"] is not None:
+            example["value"] = redact(policy, result.columns[0], str(example["value"]))
+        if isinstance(example.get("values"), dict):
+            example["values"] = {
+                c: v if v is None else redact(policy, c, str(v)) for c, v in example["values"].items()
+            }
+        examples.append(example)
+    return replace(result, examples=examples)
 
 
 def sensitive_actions(

@@ -15,7 +15,7 @@ import csv
 import io
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -121,6 +121,28 @@ def _parse(
     finally:
         if own:
             raw.close()
+
+
+def line_numbers(
+    raw: IO[bytes], detection: Detection, numbers: Iterable[int], *, decode_errors: str = "strict"
+) -> dict[int, int]:
+    """The physical line each data row in `numbers` starts on, read again from the file's start.
+
+    For error messages only (a refused file is read a second time, up to its last row named):
+    the fast staging path keeps no line numbers.
+    """
+    wanted = set(numbers)
+    if not wanted:
+        return {}
+    raw.seek(0)
+    found: dict[int, int] = {}
+    last = max(wanted)
+    for number, line, _values in iter_rows(raw, detection, decode_errors=decode_errors):
+        if number in wanted:
+            found[number] = line
+        if number >= last:
+            break
+    return found
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +27,9 @@ from sqlalchemy.engine import Connection
 
 from backend.detection.types import value_kind
 from backend.models import ColumnKind
+from backend.policies import SensitiveAction, TablePolicy
+
+_PROTECTED = frozenset({SensitiveAction.HASH, SensitiveAction.MASK, SensitiveAction.REFUSE})
 
 #: Share of a column's sampled values that must look sensitive for the column to be flagged.
 FLAG_SHARE = 0.8
@@ -109,6 +112,33 @@ def mask_value(value: str | None) -> str | None:
         return value
     keep = value[-4:] if len(value) > 4 else ""
     return "*" * (len(value) - len(keep)) + keep
+
+
+def redact(policy: TablePolicy, column: str, value: str) -> str:
+    """`value` as it may appear in a message, a sidecar, a log or an event: masked when the
+    table's policy protects the column (hash, mask or refuse), as it is otherwise."""
+    if policy.sensitive_columns.get(column) in _PROTECTED:
+        return mask_value(value) or ""
+    return value
+
+
+def redact_row(policy: TablePolicy, columns: Sequence[str]) -> Callable[[list[str]], list[str]] | None:
+    """A function masking a rejected (ragged) row's protected values, or None if nothing is protected.
+
+    A ragged row's fields may not line up with the header, so a field is masked when it stands
+    where a protected column would, or when it looks like personal or payment data itself.
+    """
+    protected = {i for i, c in enumerate(columns) if policy.sensitive_columns.get(c) in _PROTECTED}
+    if not protected:
+        return None
+
+    def mask(values: list[str]) -> list[str]:
+        return [
+            (mask_value(v) or "") if i in protected or kind_of_value(v) is not None else v
+            for i, v in enumerate(values)
+        ]
+
+    return mask
 
 
 def protect_staged(conn: Connection, stage: sa.Table, actions: dict[str, str]) -> None:

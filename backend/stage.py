@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import gc
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from backend.convert import Checker
 from backend.db.engine import Database
 from backend.errors import RowError
 from backend.models import ColumnType, RaggedPolicy, Record, StageResult
@@ -46,6 +47,8 @@ class _Shape:
     policy: RaggedPolicy
     delimiter: str
     rejects_path: Path | None = None
+    #: Masks a rejected row's protected values before it is written (see `sensitive.redact_row`).
+    redact_row: Callable[[list[str]], list[str]] | None = None
     repaired: list[int] = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
     offending: list[tuple[int, int]] = field(default_factory=list)
@@ -79,7 +82,7 @@ class _Shape:
             self._rejects = self.rejects_path.open("w", encoding="utf-8", newline="")
             self._writer = csv.writer(self._rejects, lineterminator="\n")
             self._writer.writerow(["line", "fields"])
-        self._writer.writerow([line, *values])
+        self._writer.writerow([line, *(self.redact_row(values) if self.redact_row else values)])
 
     def close(self) -> None:
         if self._rejects is not None:
@@ -109,6 +112,8 @@ def stage_records(
     types: TypeObserver | None = None,
     on_batch: Callable[[int], None] | None = None,
     rejects_path: Path | None = None,
+    checker: Checker | None = None,
+    redact_row: Callable[[list[str]], list[str]] | None = None,
 ) -> StageResult:
     """Create `stage` on `conn` and fill it from `records` (`reader.iter_runs`); returns counts and types.
 
@@ -119,16 +124,18 @@ def stage_records(
         on_batch: called with the number of rows staged so far after each batch; may raise
             (e.g. CancelledError) to stop between batches.
         rejects_path: where rows skipped by the `skip` policy are written as CSV.
+        checker: checks every batch's values against the typed columns they go into; the
+            caller asks it for misfits afterwards.
     """
     stage.create(conn)
-    shape = _Shape(width, policy, delimiter, rejects_path)
+    shape = _Shape(width, policy, delimiter, rejects_path, redact_row)
     # Staging allocates a list per row and tuples per batch, none of them in reference cycles;
     # the cyclic collector would rescan the growing heap over and over (a third of the time).
     collecting = gc.isenabled()
     gc.disable()
     try:
         with db.adapter.stage_writer(conn, stage) as send:
-            batcher = _Batcher(send, types, on_batch)
+            batcher = _Batcher(send, types, on_batch, checker)
             _fill(batcher, shape, records, batch_rows)
     finally:
         if collecting:
@@ -193,8 +200,10 @@ class _Batcher:
         send: Callable[[int, list[list[str]]], None],
         types: TypeObserver | None,
         on_batch: Callable[[int], None] | None,
+        checker: Checker | None = None,
     ) -> None:
         self.send, self.types, self.on_batch = send, types, on_batch
+        self.checker = checker if checker else None
         self.rows_read = self.rows_staged = self.batches = 0
         self.first = 1
         self.pending: list[list[str]] = []
@@ -216,6 +225,8 @@ class _Batcher:
         if not data:
             return
         self.pending = []
+        if self.checker is not None:
+            self.checker.observe_rows(self.first, data)
         if self.observe_batch is not None:
             self.observe_batch(data)
         elif self.types is not None:
@@ -234,8 +245,7 @@ class _Batcher:
         if types is not None:
             # The observer decides kinds; lengths come from the staged values either way.
             column_types = tuple(
-                ColumnType(t.kind, max(t.length, n), t.precision, t.scale, t.date_format)
-                for t, n in zip(column_types, longest, strict=True)
+                replace(t, length=max(t.length, n)) for t, n in zip(column_types, longest, strict=True)
             )
         return StageResult(
             rows_read=self.rows_read,

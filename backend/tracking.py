@@ -32,7 +32,8 @@ from sqlalchemy.engine import Connection
 from backend.db.engine import Database
 from backend.db.schema import STATUS_PROCESSING
 from backend.errors import IngestError
-from backend.models import Detection, LoadRequest
+from backend.masking import scrub
+from backend.models import ColumnType, Detection, LoadRequest
 
 #: Identifies this process in the `owner` column: host, pid and a per-start token.
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -44,7 +45,8 @@ def utcnow() -> datetime:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    """JSON for the tracking and event tables, with any URL masked and no known secret in it."""
+    return scrub(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))
 
 
 #: A deferred write older than this is written at the next call for its row instead of waiting.
@@ -349,3 +351,33 @@ def _row(m: Any) -> TrackingRow:
         claim_key=m["claim_key"],
         error_message=m["error_message"],
     )
+
+
+def recorded_types(conn: Connection, db: Database, table: str) -> dict[str, ColumnType]:
+    """The column types the table's latest published load recorded (empty when none did)."""
+    t = db.catalog.tracking
+    text = conn.execute(
+        sa.select(t.c.column_types)
+        .where(t.c.table_name == table, t.c.status == "loaded", t.c.column_types.isnot(None))
+        .order_by(t.c.id.desc())
+        .limit(1)
+    ).scalar()
+    return decode_types(text)
+
+
+def types_of_load(conn: Connection, db: Database, load_id: int | None) -> dict[str, ColumnType]:
+    """The column types load `load_id` recorded (empty when it recorded none)."""
+    if load_id is None:
+        return {}
+    t = db.catalog.tracking
+    return decode_types(conn.execute(sa.select(t.c.column_types).where(t.c.id == load_id)).scalar())
+
+
+def encode_types(types: dict[str, ColumnType]) -> str:
+    return to_json({name: column_type.to_dict() for name, column_type in types.items()})
+
+
+def decode_types(text: str | None) -> dict[str, ColumnType]:
+    if not text:
+        return {}
+    return {name: ColumnType.from_dict(value) for name, value in json.loads(text).items()}

@@ -58,6 +58,8 @@ class RuleResult:
     offending_rows: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    #: The columns the rule looks at (an example's single "value" belongs to the first).
+    columns: tuple[str, ...] = ()
 
     @property
     def blocking(self) -> bool:
@@ -128,11 +130,11 @@ def evaluate_rules(
 
 
 def _pass(rule: Rule) -> RuleResult:
-    return RuleResult(rule.name, rule.kind, rule.severity)
+    return RuleResult(rule.name, rule.kind, rule.severity, columns=rule.columns)
 
 
 def _fail(rule: Rule, count: int, examples: list[dict[str, Any]], message: str = "") -> RuleResult:
-    return RuleResult(rule.name, rule.kind, rule.severity, False, count, examples, message)
+    return RuleResult(rule.name, rule.kind, rule.severity, False, count, examples, message, rule.columns)
 
 
 def _empty(column: Any) -> Any:

@@ -38,7 +38,8 @@ BEGIN
         [cancel_requested] BIT NOT NULL,
         [moved_to] NVARCHAR(1024) NULL,
         [schema_report] NVARCHAR(MAX) NULL,          -- JSON: match %, missing / extra columns
-        [profile] NVARCHAR(MAX) NULL                 -- JSON load profile
+        [profile] NVARCHAR(MAX) NULL,                -- JSON load profile
+        [column_types] NVARCHAR(MAX) NULL            -- JSON: how each column is stored and written back
     );
 END;
 GO

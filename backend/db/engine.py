@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from backend.db.dialects import UNKNOWN_FINGERPRINT, DialectAdapter, adapter_for
-from backend.db.schema import Catalog, build_catalog
+from backend.db.schema import Catalog, add_missing_columns, build_catalog
 from backend.errors import DatabaseUnavailableError, IngestError, RowError
 
 if TYPE_CHECKING:
@@ -151,6 +151,8 @@ class Database:
                         self.adapter.ensure_schema(conn, schema)
                 with self.write() as conn:
                     self.catalog.metadata.create_all(conn, checkfirst=True)
+                with self.write() as conn:
+                    add_missing_columns(conn, self.catalog)
                 return
             except RowError:
                 # Another process created the same object between our check and our CREATE

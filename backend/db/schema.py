@@ -81,6 +81,9 @@ def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
         sa.Column("moved_to", sa.Unicode(1024)),
         sa.Column("schema_report", sa.UnicodeText),  # JSON: match %, missing / extra columns
         sa.Column("profile", sa.UnicodeText),  # JSON load profile
+        # JSON {column: type}: how the table stores each column after this load, with the date
+        # format and boolean spelling its values are written back in (see backend.convert).
+        sa.Column("column_types", sa.UnicodeText),
         schema=data_schema,
     )
     sa.Index("ix_fmt_status", tracking.c.status)
@@ -121,3 +124,25 @@ def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
         schema=data_schema,
     )
     return Catalog(md, tracking, events, reference_cfg, data_schema, backup_schema)
+
+
+def add_missing_columns(conn: sa.Connection, catalog: Catalog) -> list[str]:
+    """Add the columns a newer release gave the product's tables to tables an older one made.
+
+    Only nullable columns are ever added, so rows written before keep their meaning. Returns
+    ``table.column`` of each column added.
+    """
+    added: list[str] = []
+    inspector = sa.inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in (catalog.tracking, catalog.events, catalog.reference_cfg):
+        have = {c["name"].lower() for c in inspector.get_columns(table.name, schema=table.schema)}
+        for column in table.columns:
+            if column.name.lower() in have or not column.nullable:
+                continue
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} ADD {preparer.quote(column.name)} "
+                f"{column.type.compile(dialect=conn.dialect)} NULL"
+            )
+            added.append(f"{table.name}.{column.name}")
+    return added

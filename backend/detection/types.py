@@ -2,25 +2,34 @@
 
 Rules (the same for every column):
 
+A column is typed only when every value can be written back exactly as the file has it: the
+stored value plus the column's type (scale, date format, boolean spelling) give the text back,
+character for character. Hence:
+
 * Empty strings and None are NULL: they never decide a type.
 * One misfit value keeps a column TEXT; so do leading zeros (``007``, zip codes), a leading
-  ``+``, exponents (``1e5``), thousands separators (``1,234``) and decimal commas (``3,14``):
-  storing those as numbers would change what the file says.
-* Integers: ``-?(0|[1-9][0-9]*)``; 32-bit -> INTEGER, 64-bit -> BIGINT, up to 38 digits ->
+  ``+``, a negative zero (``-0``, ``-0.00``), exponents (``1e5``), thousands separators
+  (``1,234``) and decimal commas (``3,14``): storing those as numbers would change what the file says.
+* Integers: ``0|-?[1-9][0-9]*``; 32-bit -> INTEGER, 64-bit -> BIGINT, up to 38 digits ->
   DECIMAL(p, 0), longer -> TEXT.
-* Decimals: integer part as above, then ``.`` and at least one digit; precision is the most
-  integer digits plus the largest scale (capped at 38, else TEXT).
-* Booleans: ``true/false``, ``t/f``, ``yes/no``, ``y/n`` in any case. ``0``/``1`` stay INTEGER:
-  a 0/1 column is as often a count or a code as a flag, and an integer loses nothing.
+* Decimals: integer part as above, then ``.`` and the same number of digits in every value
+  (``1.50`` and ``2.25``; ``1.5`` beside ``2.25`` stays TEXT, since a DECIMAL(3, 2) would give
+  ``1.50`` back); precision is the most integer digits plus the scale (capped at 38, else TEXT).
+  An integer beside decimals keeps the column TEXT for the same reason.
+* Booleans: one spelling pair per column: ``true/false``, ``t/f``, ``yes/no`` or ``y/n``, all
+  lower case, all upper case or (words) capitalised; the pair is recorded and written back.
+  ``0``/``1`` stay INTEGER: a 0/1 column is as often a count or a code as a flag.
 * Dates: ``Y-M-D``, ``Y/M/D``, ``Y.M.D`` and day-first or month-first ``D/M/Y``, ``M/D/Y``
-  (separators ``/ . -``), day and month with or without a leading zero, four-digit years only.
+  (separators ``/ . -``), day and month with two digits, four-digit years only (``1/2/2024``
+  stays TEXT: a date column would give ``01/02/2024`` back).
   Day/month validity (including 29 February) is checked. When a column fits both day-first and
   month-first, a column of the same file that proves an order (a first number above 12 proves
   day-first) decides; otherwise ``date_order`` decides; with ``auto`` the column stays TEXT,
   because a guessed order silently swaps days and months.
 * Datetimes: a date as above, then ``T`` (year-first only) or a space, then ``HH:MM``,
-  ``HH:MM:SS`` or ``HH:MM:SS.ffffff``. One strptime format must parse every value, so a column
-  mixing ``10:00`` and ``10:00:00`` stays TEXT. Values with a time zone stay TEXT.
+  ``HH:MM:SS`` or ``HH:MM:SS.ffffff`` (exactly six digits: the fraction is written back so).
+  One strptime format must parse every value, so a column mixing ``10:00`` and ``10:00:00``
+  stays TEXT. Values with a time zone stay TEXT.
 * Every column also tracks its longest value in characters (TEXT columns need it, and any
   column may turn TEXT at its last row).
 
@@ -50,27 +59,52 @@ _MAX_PRECISION = 38
 TRUE_WORDS = frozenset({"true", "t", "yes", "y"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n"})
 
-_INT_PAT = r"-?(?:0|[1-9][0-9]*)"
+
+def _spelling_pairs() -> dict[str, tuple[str, str]]:
+    """Every accepted boolean spelling -> the (true, false) pair it belongs to."""
+    pairs: dict[str, tuple[str, str]] = {}
+    for true, false in (("true", "false"), ("yes", "no"), ("t", "f"), ("y", "n")):
+        styles = [str.lower, str.upper] + ([str.capitalize] if len(true) > 1 else [])
+        for style in styles:
+            pair = (style(true), style(false))
+            pairs[pair[0]] = pairs[pair[1]] = pair
+    return pairs
+
+
+#: Boolean spellings a column may use; all its values must belong to one pair.
+BOOLEAN_PAIRS = _spelling_pairs()
+
+_INT_PAT = r"0|-?[1-9][0-9]*"
+# Lenient shape for single values (header detection); columns use the exact rules above.
 _DEC_PAT = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
+_FRACTION_PAT = r"-?(?:0|[1-9][0-9]*)\.[0-9]+"
 _BOOL_PAT = r"(?i:true|false|yes|no|t|f|y|n)"
+#: A negative zero among newline-joined numbers: the database keeps it as plain zero.
+NEGATIVE_ZERO = re.compile(r"(?:^|\n)-0(?:\.0*)?(?:\n|$)")
+
 
 # Month/day pairs that exist in some year; 29 February is checked separately for leap years.
-_D31 = r"(?:0?[1-9]|[12][0-9]|3[01])"
-_D30 = r"(?:0?[1-9]|[12][0-9]|30)"
-_D29 = r"(?:0?[1-9]|1[0-9]|2[0-9])"
-_M31 = r"(?:0?[13578]|1[02])"
-_M30 = r"(?:0?[469]|11)"
-_M02 = r"0?2"
+# `pad` is "0?" for the lenient single-value shapes and "0" for columns (two digits, so that
+# the date format writes every value back as it was).
+def _parts(pad: str) -> tuple[str, str, str, str, str, str]:
+    d31 = rf"(?:{pad}[1-9]|[12][0-9]|3[01])"
+    d30 = rf"(?:{pad}[1-9]|[12][0-9]|30)"
+    d29 = rf"(?:{pad}[1-9]|1[0-9]|2[0-9])"
+    m31 = rf"(?:{pad}[13578]|1[02])"
+    m30 = rf"(?:{pad}[469]|11)"
+    return d31, d30, d29, m31, m30, rf"{pad}2"
 
 
-def _md(sep: str) -> str:
+def _md(sep: str, pad: str) -> str:
+    d31, d30, d29, m31, m30, m02 = _parts(pad)
     s = re.escape(sep)
-    return f"(?:{_M31}{s}{_D31}|{_M30}{s}{_D30}|{_M02}{s}{_D29})"
+    return f"(?:{m31}{s}{d31}|{m30}{s}{d30}|{m02}{s}{d29})"
 
 
-def _dm(sep: str) -> str:
+def _dm(sep: str, pad: str) -> str:
+    d31, d30, d29, m31, m30, m02 = _parts(pad)
     s = re.escape(sep)
-    return f"(?:{_D31}{s}{_M31}|{_D30}{s}{_M30}|{_D29}{s}{_M02})"
+    return f"(?:{d31}{s}{m31}|{d30}{s}{m30}|{d29}{s}{m02})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +120,14 @@ class _Format:
     feb29_needles: tuple[str, ...]  # cheap substring test before running `feb29`
 
 
-def _date_formats() -> list[_Format]:
+def _date_formats(*, exact: bool) -> list[_Format]:
+    """The date and datetime shapes; `exact` ones only admit values their format writes back."""
+    pad = "0" if exact else "0?"
+    fraction = "{6}" if exact else "{1,6}"
     times = [
         (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]", "%H:%M"),
         (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]", "%H:%M:%S"),
-        (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{1,6}", "%H:%M:%S.%f"),
+        (rf"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{fraction}", "%H:%M:%S.%f"),
     ]
     out: list[_Format] = []
     for sep in ("-", "/", "."):
@@ -98,21 +135,21 @@ def _date_formats() -> list[_Format]:
         dates = [
             (
                 "ymd",
-                rf"[0-9]{{4}}{s}{_md(sep)}",
+                rf"[0-9]{{4}}{s}{_md(sep, pad)}",
                 f"%Y{sep}%m{sep}%d",
                 rf"([0-9]{{4}}){s}0?2{s}29\b",
                 f"2{sep}29",
             ),
             (
                 "dmy",
-                rf"{_dm(sep)}{s}[0-9]{{4}}",
+                rf"{_dm(sep, pad)}{s}[0-9]{{4}}",
                 f"%d{sep}%m{sep}%Y",
                 rf"(?<![0-9])29{s}0?2{s}([0-9]{{4}})",
                 f"29{sep}",
             ),
             (
                 "mdy",
-                rf"{_md(sep)}{s}[0-9]{{4}}",
+                rf"{_md(sep, pad)}{s}[0-9]{{4}}",
                 f"%m{sep}%d{sep}%Y",
                 rf"(?<![0-9])0?2{s}29{s}([0-9]{{4}})",
                 f"2{sep}29",
@@ -139,7 +176,8 @@ def _date_formats() -> list[_Format]:
     return out
 
 
-_FORMATS = _date_formats()
+_FORMATS = _date_formats(exact=True)
+_LENIENT_FORMATS = _date_formats(exact=False)
 
 
 def _joined(pattern: str) -> re.Pattern[str]:
@@ -149,7 +187,7 @@ def _joined(pattern: str) -> re.Pattern[str]:
 
 # Candidate ids: 0 integer, 1 decimal, 2 boolean, 3.. date formats (in _FORMATS order).
 _INT, _DEC, _BOOL = 0, 1, 2
-_CANDIDATE_RES: list[re.Pattern[str]] = [_joined(_INT_PAT), _joined(_DEC_PAT), _joined(_BOOL_PAT)] + [
+_CANDIDATE_RES: list[re.Pattern[str]] = [_joined(_INT_PAT), _joined(_FRACTION_PAT), _joined(_BOOL_PAT)] + [
     _joined(f.pattern) for f in _FORMATS
 ]
 _ALL_CANDIDATES = tuple(range(len(_CANDIDATE_RES)))
@@ -158,12 +196,13 @@ _ALL_CANDIDATES = tuple(range(len(_CANDIDATE_RES)))
 _ONE_INT = re.compile(_INT_PAT)
 _ONE_DEC = re.compile(_DEC_PAT)
 _ONE_BOOL = re.compile(_BOOL_PAT)
-_ONE_DATE = [(re.compile(f.pattern), f) for f in _FORMATS]
+_ONE_DATE = [(re.compile(f.pattern), f) for f in _LENIENT_FORMATS]
 
 
 @functools.cache
-def _longer_fraction(scale: int) -> re.Pattern[str]:
-    return re.compile(rf"\.[0-9]{{{scale + 1}}}")
+def _fixed_scale(scale: int) -> re.Pattern[str]:
+    """Joined decimals that all have exactly `scale` digits after the point."""
+    return _joined(rf"-?(?:0|[1-9][0-9]*)\.[0-9]{{{scale}}}")
 
 
 @functools.cache
@@ -285,9 +324,10 @@ class TypeTracker:
             return
         alive: list[int] = []
         for c in self._candidates[i]:
-            # Every integer is a decimal: skip the second, slower scan.
-            if (c == _DEC and alive and alive[0] == _INT) or _CANDIDATE_RES[c].fullmatch(joined):
+            if _CANDIDATE_RES[c].fullmatch(joined):
                 if c > _BOOL and not self._feb29_ok(c, joined):
+                    continue
+                if c == _DEC and not self._same_scale(i, values[0], joined):
                     continue
                 alive.append(c)
         self._candidates[i] = alive
@@ -307,17 +347,22 @@ class TypeTracker:
                         digits += 1
                 self._int_digits[i] = digits
         elif _DEC in alive:
-            # Grow scale and integer digits only when a value exceeds them: one C-level search each.
-            scale = self._scale[i]
-            while _longer_fraction(scale).search(joined):
-                scale += 1
-            self._scale[i] = scale
+            # Grow the integer digits only when a value exceeds them: one C-level search each.
             digits = self._int_digits[i]
             while _longer_int_part(digits).search("\n" + joined):
                 digits += 1
             self._int_digits[i] = digits
         if _BOOL in alive:
-            self._bool_words[i].update(v.lower() for v in set(values))
+            self._bool_words[i].update(set(values))
+
+    def _same_scale(self, i: int, first: str, joined: str) -> bool:
+        """Whether every decimal has the column's number of decimals (set by its first value).
+
+        A negative zero (``-0.00``) is no decimal either: the database stores it as ``0.00``.
+        """
+        if not self._scale[i]:
+            self._scale[i] = len(first) - first.index(".") - 1
+        return bool(_fixed_scale(self._scale[i]).fullmatch(joined)) and not NEGATIVE_ZERO.search(joined)
 
     @staticmethod
     def _feb29_ok(candidate: int, joined: str) -> bool:
@@ -383,10 +428,14 @@ class TypeTracker:
             return text
         if _BOOL in alive:
             words = self._bool_words[i]
+            pairs = {BOOLEAN_PAIRS.get(w) for w in words}
+            if len(pairs) != 1 or None in pairs:
+                return text  # spellings mixed (``yes`` beside ``True``): not written back as they were
+            true, false = next(iter(pairs))  # type: ignore[misc]
             # A column of lone letters ("F", "Y") is only a flag when both truth values occur.
-            if all(len(w) == 1 for w in words) and not (words & TRUE_WORDS and words & FALSE_WORDS):
+            if len(true) == 1 and not (true in words and false in words):
                 return text
-            return ColumnType(ColumnKind.BOOLEAN, length=length)
+            return ColumnType(ColumnKind.BOOLEAN, length=length, true_text=true, false_text=false)
         formats = [_FORMATS[c - 3] for c in alive if c > _BOOL]
         chosen = self._pick_format(formats, proven)
         if chosen is None:
@@ -409,6 +458,60 @@ class TypeTracker:
             return None
         picked = [f for f in formats if f.order == wanted]
         return picked[0] if picked else None
+
+
+#: The format a date/datetime column is written in when nothing recorded says otherwise (a
+#: table created outside the product): the ISO layout the databases give back.
+DEFAULT_FORMATS = {ColumnKind.DATE: "%Y-%m-%d", ColumnKind.DATETIME: "%Y-%m-%d %H:%M:%S"}
+_BY_STRPTIME = {f.strptime: f for f in _FORMATS}
+
+
+def exact_pattern(column_type: ColumnType) -> str:
+    """A regex (Python and RE2 alike) that a value must match whole to go into `column_type`
+    exactly: the type writes the stored value back as this very text.
+
+    Integers are further bounded by `fits_range`, dates by `calendar_ok`; TEXT takes anything.
+    """
+    kind = column_type.kind
+    if kind is ColumnKind.INTEGER:
+        return "0|-?[1-9][0-9]{0,9}"
+    if kind is ColumnKind.BIGINT:
+        return "0|-?[1-9][0-9]{0,18}"
+    if kind is ColumnKind.DECIMAL:
+        precision = column_type.precision or _MAX_PRECISION
+        scale = min(column_type.scale, precision)
+        digits = precision - scale
+        if scale == 0:
+            return f"0|-?[1-9][0-9]{{0,{max(digits - 1, 0)}}}"
+        whole = f"(?:0|[1-9][0-9]{{0,{digits - 1}}})" if digits > 0 else "0"
+        return f"-?{whole}\\.[0-9]{{{scale}}}"
+    if kind is ColumnKind.BOOLEAN:
+        true, false = column_type.true_text or "true", column_type.false_text or "false"
+        return f"{re.escape(true)}|{re.escape(false)}"
+    if kind in DEFAULT_FORMATS:
+        fmt = _BY_STRPTIME.get(column_type.date_format or DEFAULT_FORMATS[kind])
+        if fmt is None or fmt.kind is not kind:
+            return "(?!)"  # a format no file of ours can be written in: nothing fits
+        return fmt.pattern
+    return "(?s:.*)"
+
+
+def fits_range(column_type: ColumnType, value: str) -> bool:
+    """Whether an integer-shaped `value` is within the column's range."""
+    kind = column_type.kind
+    if kind is ColumnKind.INTEGER:
+        return len(value) < 10 or _INT32[0] <= int(value) <= _INT32[1]
+    if kind is ColumnKind.BIGINT:
+        return len(value) < 19 or _INT64[0] <= int(value) <= _INT64[1]
+    return True
+
+
+def calendar_ok(column_type: ColumnType, joined: str) -> bool:
+    """Whether every 29 February among the newline-joined dates falls in a leap year."""
+    fmt = _BY_STRPTIME.get(column_type.date_format or DEFAULT_FORMATS.get(column_type.kind, ""))
+    if fmt is None or not any(needle in joined for needle in fmt.feb29_needles):
+        return True
+    return all(_leap(int(y)) for y in set(fmt.feb29.findall(joined)))
 
 
 def parse_value(text: str | None, column_type: ColumnType) -> object:

@@ -28,10 +28,11 @@ class TestTypeTracker:
             (["2147483648", "5"], ColumnKind.BIGINT),
             (["-9223372036854775808", "9223372036854775807"], ColumnKind.BIGINT),
             (["9223372036854775808"], ColumnKind.DECIMAL),
-            (["1.5", "20", "-0.25"], ColumnKind.DECIMAL),
-            (["true", "False", "TRUE"], ColumnKind.BOOLEAN),
+            (["1.50", "20.00", "-0.25"], ColumnKind.DECIMAL),
+            (["TRUE", "FALSE", "TRUE"], ColumnKind.BOOLEAN),
             (["yes", "no"], ColumnKind.BOOLEAN),
-            (["Y", "n"], ColumnKind.BOOLEAN),
+            (["Yes", "No"], ColumnKind.BOOLEAN),
+            (["Y", "N"], ColumnKind.BOOLEAN),
             (["2024-01-31", "1999-12-01"], ColumnKind.DATE),
             (["2024-01-31 10:00:00", "2024-02-01 23:59:59"], ColumnKind.DATETIME),
             (["2024-01-31T10:00", "2024-02-01T23:59"], ColumnKind.DATETIME),
@@ -58,6 +59,15 @@ class TestTypeTracker:
             pytest.param(["2024-01-31T10:00:00+01:00"], id="time-zone"),
             pytest.param(["1" * 39], id="too-many-digits"),
             pytest.param(["a\nb"], id="line-break"),
+            pytest.param(["1.5", "2.25"], id="mixed-decimal-places"),
+            pytest.param(["1.5", "20"], id="integer-beside-decimal"),
+            pytest.param(["-0", "5"], id="negative-zero"),
+            pytest.param(["-0.00", "1.25"], id="negative-zero-decimal"),
+            pytest.param(["true", "False"], id="mixed-boolean-spellings"),
+            pytest.param(["yes", "true"], id="two-boolean-families"),
+            pytest.param(["tRue", "false"], id="odd-boolean-case"),
+            pytest.param(["1/2/2024", "13/12/2024"], id="date-without-leading-zero"),
+            pytest.param(["2024-01-31 10:00:00.5"], id="short-fraction"),
         ],
     )
     def test_doubtful_columns_stay_text(self, values: list[str]) -> None:
@@ -87,9 +97,15 @@ class TestTypeTracker:
         assert infer(["ab", "abcdef"]).length == 6
 
     def test_decimal_precision_and_scale(self) -> None:
-        """Precision covers the most integer digits plus the largest scale."""
-        column = infer(["12345.6", "1.234", "-7"])
+        """Precision covers the most integer digits plus the scale every value shares."""
+        column = infer(["12345.600", "1.234", "-7.000"])
         assert (column.kind, column.precision, column.scale) == (ColumnKind.DECIMAL, 8, 3)
+
+    def test_boolean_records_its_spelling(self) -> None:
+        """A boolean column keeps the spelling pair of its file, so it can be written back as it was."""
+        column = infer(["Yes", "No", "Yes"])
+        assert (column.true_text, column.false_text) == ("Yes", "No")
+        assert (infer(["f", "t"]).true_text, infer(["f", "t"]).false_text) == ("t", "f")
 
     def test_huge_integers_become_decimal_with_their_digits(self) -> None:
         """Integers past 64 bits become decimal(p, 0)."""
