@@ -1,12 +1,15 @@
 """Named fault-injection points, so tests can fail a real load at an exact step.
 
 ``REFDATA_FAULTS="stage.batch@3,publish.before_commit"`` makes the 3rd staged batch and the
-publish step raise `InjectedFault`. Unset (the normal case) every call is one dict lookup.
+publish step raise `InjectedFault`; ``loop.tick@3=sleep:6`` makes the 3rd hit stall for 6 s
+instead (a stuck loop, for the watchdog test). Unset (the normal case) every call is one dict
+lookup.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 
 _hits: Counter[str] = Counter()
@@ -23,8 +26,12 @@ def hit(point: str) -> None:
         return
     _hits[point] += 1
     for item in spec.split(","):
-        name, _, nth = item.strip().partition("@")
+        target, _, action = item.strip().partition("=")
+        name, _, nth = target.partition("@")
         if name == point and (not nth or int(nth) == _hits[point]):
+            if action.startswith("sleep:"):
+                time.sleep(float(action.removeprefix("sleep:")))
+                return
             raise InjectedFault(f"injected fault at {point} (hit {_hits[point]})")
 
 

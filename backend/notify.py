@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -65,6 +66,44 @@ class Notifier:
     def status(self, text: str) -> bool:
         """One line shown by ``systemctl status``."""
         return self.notify(_status_line(text))
+
+
+class Heartbeat:
+    """The main loop's pulse: when it last ran, and the systemd watchdog pinged at half its timeout.
+
+    The loop calls `beat` wherever it spends time (each sleep step, every few hundred files of a
+    scan or a stability check), so a slow scan or a long MONITOR_INTERVAL never starves the
+    watchdog, while a loop that is truly stuck stops beating and gets the service restarted.
+    Pings come from the loop's own thread, never from a side thread.
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        interval_seconds: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        on_beat: Callable[[float], None] | None = None,
+    ) -> None:
+        self._notifier = notifier
+        self._interval = interval_seconds
+        self._clock = clock
+        self._on_beat = on_beat
+        self._due = 0.0
+        self.last = clock()
+
+    @property
+    def step_seconds(self) -> float:
+        """The longest the loop may wait between two beats."""
+        return min(0.25, self._interval / 2) if self._interval else 0.25
+
+    def beat(self) -> None:
+        now = self._clock()
+        self.last = now
+        if self._on_beat is not None:
+            self._on_beat(now)
+        if self._interval is not None and now >= self._due:
+            self._notifier.watchdog()
+            self._due = now + self._interval
 
 
 def ready(status: str | None = None) -> bool:

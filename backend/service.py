@@ -36,7 +36,7 @@ import sqlalchemy as sa
 import structlog
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from backend import claim, lifecycle, tracking
+from backend import claim, faults, lifecycle, tracking
 from backend.config import Settings
 from backend.db.engine import Database, open_database
 from backend.errors import (
@@ -569,7 +569,7 @@ def status_snapshot(rt: Runtime) -> dict[str, Any]:
 def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) -> int:
     """Run the monitor until `stop` is set (or, with `until_idle`, until nothing is left to do)."""
     from backend.metrics import Metrics
-    from backend.notify import Notifier
+    from backend.notify import Heartbeat, Notifier, watchdog_interval_seconds
     from backend.watcher import Watcher, scan
 
     base = settings.dropoff_base_path
@@ -599,6 +599,8 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
     if watcher is not None:
         watcher.start()
     notify = Notifier.from_environment()
+    pulse = Heartbeat(notify, watchdog_interval_seconds(), on_beat=lambda now: setattr(rt, "heartbeat", now))
+    status = _StatusLine(notify)
     warned: set[Path] = set()
     health = _start_health(rt, metrics) if settings.health_enabled else None
     scheduler = _start_housekeeping(rt)
@@ -618,8 +620,8 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
     )
     try:
         while not stop.is_set():
-            rt.heartbeat = time.monotonic()
-            notify.watchdog()
+            faults.hit("loop.tick")
+            pulse.beat()
             if watcher is not None and not watcher.alive:
                 rt.watcher_alive = False
                 metrics.watcher_restarts.inc()
@@ -634,10 +636,12 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
             if watcher is not None:
                 watcher.drain_hints()
             for path in [p for p, f in futures.items() if f.done()]:
-                futures.pop(path)
+                done = futures.pop(path)
+                if not done.cancelled() and done.exception() is None:
+                    status.count(done.result())
             refused: dict[Path, str] = {}
             try:
-                candidates = scan(base, settings, warned=warned, refused=refused)
+                candidates = scan(base, settings, warned=warned, refused=refused, tick=pulse.beat)
                 rt.last_scan_ok = time.time()
                 metrics.last_successful_scan.set(rt.last_scan_ok)
                 if dropoff_error is not None:
@@ -650,7 +654,7 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
                 dropoff_error = str(exc)
                 candidates = []
             pending = [p for p in candidates if p not in futures]
-            ready = rt.tracker.check(pending, now=time.time())
+            ready = rt.tracker.check(pending, now=time.time(), tick=pulse.beat)
             metrics.files_waiting_stability.set(len(rt.tracker.waiting()))
             if time.monotonic() >= rt.db_retry_at:
                 if rt.orphans or rt.unrecorded_moves:
@@ -669,9 +673,12 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
                 for item in ready:
                     rt.tracker.forget(item.path)
             metrics.queue_depth.set(len(futures))
+            status.show(base, len(rt.tracker.waiting()), len(futures), rt.db_ok)
             if until_idle and not futures and not candidates and not refused:
                 break
-            _sleep(rt, watcher, min(settings.monitor_interval, 0.2) if futures and until_idle else None)
+            _sleep(
+                rt, watcher, min(settings.monitor_interval, 0.2) if futures and until_idle else None, pulse
+            )
     finally:
         notify.stopping()
         log.info("stopping", in_flight=len(futures))
@@ -686,14 +693,56 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
     return 0
 
 
-def _sleep(rt: Runtime, watcher: Any, seconds: float | None) -> None:
-    """Wait for the next scan: the interval, a filesystem event, or stop, whichever comes first."""
+class _StatusLine:
+    """The one line ``systemctl status`` shows: what waits, what loads, what today brought."""
+
+    #: Seconds between two STATUS= updates (they change with every file of a burst).
+    EVERY_SECONDS = 2.0
+
+    def __init__(self, notify: Any) -> None:
+        self._notify = notify
+        self._day = ""
+        self._counts: dict[str, int] = {}
+        self._shown = ""
+        self._at = 0.0
+
+    def count(self, outcome: str) -> None:
+        self._roll()
+        self._counts[outcome] = self._counts.get(outcome, 0) + 1
+
+    def _roll(self) -> None:
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        if today != self._day:
+            self._day, self._counts = today, {}
+
+    def show(self, base: Path, waiting: int, in_flight: int, db_ok: bool) -> None:
+        if not self._notify.enabled:
+            return
+        self._roll()  # midnight UTC starts a new day even when nothing arrives
+        text = (
+            f"watching {base}: {waiting} waiting, {in_flight} loading; today (UTC) "
+            f"{self._counts.get('loaded', 0)} loaded, {self._counts.get('duplicate', 0)} duplicate, "
+            f"{self._counts.get('error', 0)} errors" + ("" if db_ok else "; database unavailable, retrying")
+        )
+        now = time.monotonic()
+        if text != self._shown and now - self._at >= self.EVERY_SECONDS:
+            self._notify.status(text)
+            self._shown, self._at = text, now
+
+
+def _sleep(rt: Runtime, watcher: Any, seconds: float | None, pulse: Any) -> None:
+    """Wait for the next scan: the interval, a filesystem event, or stop, whichever comes first.
+
+    The wait is cut into steps short enough for the heartbeat to ping the systemd watchdog on
+    time whatever MONITOR_INTERVAL is.
+    """
     deadline = time.monotonic() + (rt.settings.monitor_interval if seconds is None else seconds)
     while not rt.stop.is_set():
+        pulse.beat()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        step = min(remaining, 0.25)
+        step = min(remaining, pulse.step_seconds)
         if watcher is not None:
             if watcher.wait(step):
                 watcher.drain_hints()

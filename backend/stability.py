@@ -138,7 +138,13 @@ class StabilityTracker:
         self._seen: dict[Path, _Observed] = {}
         self._lock = threading.Lock()
 
-    def check(self, paths: Iterable[Path], now: float, stat: StatFunc = os.lstat) -> list[ReadyFile]:
+    def check(
+        self,
+        paths: Iterable[Path],
+        now: float,
+        stat: StatFunc = os.lstat,
+        tick: Callable[[], None] | None = None,
+    ) -> list[ReadyFile]:
         """Record one observation of every path and return those that are ready now.
 
         Args:
@@ -146,13 +152,16 @@ class StabilityTracker:
                 tracked paths missing from it are forgotten (deleted or moved away).
             now: the current time in seconds since the epoch (same clock as mtimes).
             stat: how to stat a path; `os.lstat` so a symlink is never followed.
+            tick: called every few hundred paths (the daemon's heartbeat).
         """
         listing = list(dict.fromkeys(Path(p) for p in paths))
         ready: list[ReadyFile] = []
         with self._lock:
             for gone in self._seen.keys() - set(listing):
                 del self._seen[gone]
-            for path in listing:
+            for count, path in enumerate(listing):
+                if tick is not None and count % 256 == 0:
+                    tick()
                 item = self._observe(path, now, stat)
                 if item is not None:
                     ready.append(item)

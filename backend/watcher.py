@@ -44,6 +44,8 @@ log = structlog.get_logger(__name__)
 IGNORED_PREFIXES: tuple[str, ...] = (".", "~$")
 #: Uploads in progress (browsers, WinSCP, editors) and readiness/cancel markers.
 IGNORED_SUFFIXES: tuple[str, ...] = (".tmp", ".part", ".crdownload", ".filepart", ".cancel", *MARKER_SUFFIXES)
+#: Entries between two calls of a scan's `tick`.
+TICK_EVERY = 256
 #: More hinted paths than this between two drains means "rescan everything" instead.
 DEFAULT_MAX_HINTS = 10_000
 
@@ -73,6 +75,7 @@ def scan(
     *,
     warned: set[Path] | None = None,
     refused: dict[Path, str] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> list[Path]:
     """List the candidate files directly inside the four drop folders, sorted by path.
 
@@ -87,6 +90,8 @@ def scan(
         refused: if given, receives the symlinks, FIFOs, devices and sockets whose name has an
             accepted extension, with the reason, so that the caller can move them to error/
             instead of leaving them in the drop folder forever.
+        tick: called every few hundred entries (the daemon's heartbeat: a folder of 10,000
+            files must not starve the systemd watchdog).
 
     Raises:
         FileNotFoundError: `base` itself is missing or not a folder (e.g. an unmounted share),
@@ -105,7 +110,9 @@ def scan(
             skipped[folder.path] = f"drop folder unreadable: {exc.strerror}"
             continue
         with entries:
-            for entry in entries:
+            for count, entry in enumerate(entries):
+                if tick is not None and count % TICK_EVERY == 0:
+                    tick()
                 if entry.name.lower() in (PROCESSED, ERROR):
                     continue
                 reason = ignore_reason(entry.name, extensions)
