@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 from backend.config import load_settings
+from backend.daemon.folders import ensure_directories, ensure_directory
 from backend.errors import ConfigError
-from backend.lifecycle import ensure_directories, ensure_directory
 
 
 def main() -> int:

@@ -148,7 +148,7 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.loader import load_file
+    from backend.load.loader import load_file
     from backend.models import LoadRequest, LoadType, RaggedPolicy, TypePolicy
 
     db = _db(settings)
@@ -201,7 +201,7 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from backend.db.dialects import adapter_for
     from backend.detection import detect
     from backend.detection.report import format_detection
-    from backend.loader import header_names
+    from backend.load.loader import header_names
     from backend.naming import normalize_columns
 
     detection = detect(args.file, settings)
@@ -222,7 +222,7 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _schema_report(settings: Settings, table: str, columns: tuple[str, ...]) -> Any:
-    from backend.evolve import schema_report_for
+    from backend.load.evolve import schema_report_for
 
     db = _db(settings)
     try:
@@ -232,7 +232,7 @@ def _schema_report(settings: Settings, table: str, columns: tuple[str, ...]) -> 
 
 
 def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.profile_view import format_profile, read_profile
+    from backend.ops.profile_view import format_profile, read_profile
 
     db = _db(settings)
     try:
@@ -247,7 +247,7 @@ def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.export import export_table
+    from backend.ops.export import export_table
 
     db = _db(settings)
     try:
@@ -263,7 +263,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.export import restore_version
+    from backend.ops.export import restore_version
 
     db = _db(settings)
     try:
@@ -282,7 +282,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from backend.service import run
+    from backend.daemon.service import run
 
     stop = threading.Event()
     signals_seen = [0]
@@ -303,7 +303,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     snapshot = _daemon_status(settings)
     if snapshot is None:
-        from backend.status import db_status
+        from backend.ops.status import db_status
 
         db = _db(settings)
         try:
@@ -357,7 +357,7 @@ def _daemon_status(settings: Settings) -> dict[str, Any] | None:
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.status import history
+    from backend.ops.status import history
 
     db = _db(settings)
     try:
@@ -379,7 +379,7 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.status import retry
+    from backend.ops.status import retry
 
     db = _db(settings) if args.target.isdigit() else None
     try:
@@ -392,7 +392,7 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.status import request_cancel
+    from backend.ops.status import request_cancel
 
     db = _db(settings)
     try:

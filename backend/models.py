@@ -53,7 +53,7 @@ class ColumnType:
     `date_format` is the strptime format that parses every value of a date/datetime column (and
     renders it back exactly), `true_text`/`false_text` are how a boolean column spells its two
     values in the file. Together they say how every stored value is written back as text, so
-    that `export` gives the file's cells exactly (see `backend.convert`).
+    that `export` gives the file's cells exactly (see `backend.load.convert`).
     """
 
     kind: ColumnKind = ColumnKind.TEXT

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from backend.cli import main
 from backend.config import Settings
 from backend.db import Database, open_database
-from backend.export import export_table
+from backend.ops.export import export_table
 
 
 def make_settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import notify
-from backend.notify import Notifier, watchdog_interval_seconds
+from backend.daemon import notify
+from backend.daemon.notify import Notifier, watchdog_interval_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "systemd" / "refdata-monitor.service"
@@ -252,9 +252,9 @@ class TestWindowsShim:
         assert "NSSM" in err
 
     def test_runs_the_same_entry_point_as_systemd(self) -> None:
-        """The shim calls backend.service.run with the settings and its stop event, nothing else."""
+        """The shim calls backend.daemon.service.run with the settings and its stop event, nothing else."""
         source = WINDOWS_SHIM.read_text(encoding="utf-8")
-        assert "from backend.service import run" in source
+        assert "from backend.daemon.service import run" in source
         assert "run(settings, stop_event)" in source
 
 

@@ -133,7 +133,7 @@ class DialectAdapter(Protocol):
     ) -> None: ...
 
     def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], column_type: ColumnType | None) -> Any:
-        """SQL turning a staged text value, already checked by `backend.convert`, into `target`."""
+        """SQL turning a staged text value, already checked by `backend.load.convert`, into `target`."""
         ...
 
     def render_text(self, value: Any, column_type: ColumnType) -> Any:
@@ -218,7 +218,7 @@ class _Base:
     def cast_text(self, value: Any, target: sa.types.TypeEngine[Any], column_type: ColumnType | None) -> Any:
         """SQL turning a staged text value into `target` (text stays text).
 
-        Every value has passed `backend.convert`'s exact check against `column_type` (its date
+        Every value has passed `backend.load.convert`'s exact check against `column_type` (its date
         format, its boolean spelling), so a plain CAST can neither round nor default here; ISO
         dates are a plain CAST, others go through the dialect's own date parsing.
         """

@@ -82,7 +82,7 @@ def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
         sa.Column("schema_report", sa.UnicodeText),  # JSON: match %, missing / extra columns
         sa.Column("profile", sa.UnicodeText),  # JSON load profile
         # JSON {column: type}: how the table stores each column after this load, with the date
-        # format and boolean spelling its values are written back in (see backend.convert).
+        # format and boolean spelling its values are written back in (see backend.load.convert).
         sa.Column("column_types", sa.UnicodeText),
         schema=data_schema,
     )

@@ -32,7 +32,7 @@ def ours_direct(path: Path) -> Prediction:
     """detect() + iter_records(): the cells the loader stages, before the database."""
     from backend.config import Settings
     from backend.detection import detect
-    from backend.reader import iter_records
+    from backend.load.csv_python import iter_records
 
     detection = detect(path, Settings(_env_file=None))  # type: ignore[call-arg]
     header = detection.headers if detection.header_rows else None

@@ -1,4 +1,4 @@
-"""Windows service shim: runs the same `backend.service.run(settings, stop_event)` as systemd.
+"""Windows service shim: runs the same `backend.daemon.service.run(settings, stop_event)` as systemd.
 
     python deploy\\windows\\service.py --startup auto install   (elevated prompt)
     python deploy\\windows\\service.py start | stop | remove
@@ -41,8 +41,8 @@ def run_service(stop_event: threading.Event) -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from backend.config import load_settings
+    from backend.daemon.service import run
     from backend.log import configure_logging
-    from backend.service import run
 
     settings = load_settings()
     # A service has no console: without LOG_FILE its logs would go nowhere.

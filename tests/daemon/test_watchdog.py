@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.notify import Heartbeat, Notifier
+from backend.daemon.notify import Heartbeat, Notifier
 from tests.daemon.support import Daemon, drop, wait_for
 
 pytestmark = pytest.mark.daemon

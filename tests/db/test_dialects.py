@@ -19,7 +19,7 @@ from backend.db.dialects import (
     text_width,
 )
 from backend.errors import ConfigError
-from backend.loader import load_file
+from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadType
 from tests.support import make_settings, open_db, write_csv
 

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from backend.db import dialects
-from backend.loader import load_file
+from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadType
 from tests.support import export_rows, make_settings, open_db, write_csv
 

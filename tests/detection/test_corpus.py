@@ -8,7 +8,7 @@ import pytest
 
 from backend.config import Settings
 from backend.detection import HAS_SKIPINITIALSPACE, detect
-from backend.reader import Run, iter_records, iter_runs
+from backend.load.csv_python import Run, iter_records, iter_runs
 
 from . import corpus as C
 

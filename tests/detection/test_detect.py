@@ -10,8 +10,8 @@ import pytest
 from backend.config import Settings
 from backend.detection import TAIL_BYTES, detect
 from backend.errors import DetectionError, EmptyFileError
+from backend.load.csv_python import iter_records
 from backend.models import ColumnKind, TypePolicy
-from backend.reader import iter_records
 
 ROW = "{i},name {i},2024-01-{d:02d},{i}.5\n"
 

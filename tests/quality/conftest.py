@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from backend.config import Settings
 from backend.db import Database
-from backend.loader import load_file
+from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadResult, LoadType
 from tests.support import make_settings, open_db, write_csv
 

@@ -14,8 +14,8 @@ import re
 import pytest
 
 from backend.errors import RowError
-from backend.export import export_table
 from backend.models import LoadType, TypePolicy
+from backend.ops.export import export_table
 
 INFER = {"type_policy": TypePolicy.INFER}
 

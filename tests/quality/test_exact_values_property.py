@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.errors import FileRejectedError
-from backend.export import export_table
 from backend.models import LoadType, TypePolicy
+from backend.ops.export import export_table
 
 _names = itertools.count()
 PROPERTY = settings(

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.dialects.mssql import pyodbc
 
 from backend.errors import ValidationFailedError
-from backend.validation_hook import interpret, procedure_statements
+from backend.quality.hook import interpret, procedure_statements
 
 #: The dialect the product uses for SQL Server (qmark parameters).
 MSSQL = pyodbc.dialect(paramstyle="qmark")

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from backend.models import LoadType
-from backend.profile import EXACT_ROWS
+from backend.quality.profile import EXACT_ROWS
 
 
 class TestLargeFile:

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from backend.errors import IngestError, SchemaMismatchError
-from backend.evolve import compare_columns, decide
-from backend.export import restore_version
+from backend.load.evolve import compare_columns, decide
 from backend.models import LoadType, TypePolicy
+from backend.ops.export import restore_version
 from backend.policies import SchemaEvolution
 from tests.support import export_rows, make_settings, run_cli
 

@@ -43,9 +43,9 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from backend.daemon.folders import SIDECAR_SUFFIX, read_sidecar
 from backend.db import Database, open_database
-from backend.export import export_table
-from backend.lifecycle import SIDECAR_SUFFIX, read_sidecar
+from backend.ops.export import export_table
 from tests.conftest import psycopg_conninfo
 from tests.daemon import support as base
 from tests.daemon.support import FOLDERS, free_port, wait_for

@@ -26,7 +26,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from backend.errors import IngestError
-from backend.loader import load_file
+from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadType
 from tests.reliability import figures
 from tests.support import make_settings, open_db

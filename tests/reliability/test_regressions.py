@@ -20,15 +20,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from backend import claim, lifecycle, service, tracking
+from backend import tracking
 from backend.config import Settings
+from backend.daemon import claim, service
+from backend.daemon import folders as lifecycle
+from backend.daemon.metrics import Metrics
+from backend.daemon.stability import ReadyFile, StabilityTracker
+from backend.daemon.watcher import scan
 from backend.db import open_database
 from backend.db.engine import is_transient
 from backend.errors import DatabaseUnavailableError, FileRejectedError, IngestError
-from backend.metrics import Metrics
 from backend.models import LoadRequest, LoadType
-from backend.stability import ReadyFile, StabilityTracker
-from backend.watcher import scan
 from tests.reliability.support import admin, free_port
 from tests.support import make_settings, open_db
 
@@ -352,7 +354,7 @@ class TestSidecarModes:
 class TestDefectsElsewhere:
     def test_load_file_closes_its_row_when_the_claimed_file_is_gone(self, rt):
         """load_file closes the claimed tracking row when the file vanished before it could be opened."""
-        from backend.loader import load_file
+        from backend.load.loader import load_file
 
         path = folder(rt) / "gone.csv"
         path.write_text("n\n1\n")
@@ -384,7 +386,7 @@ class TestDefectsElsewhere:
 
     def test_opening_a_fifo_for_loading_never_blocks(self, tmp_path):
         """The loader's open of a FIFO fails at once instead of waiting for a writer."""
-        from backend.loader import open_regular_file
+        from backend.load.loader import open_regular_file
 
         fifo = tmp_path / "pipe.csv"
         os.mkfifo(fifo)
@@ -402,7 +404,7 @@ class TestDefectsElsewhere:
     @pytest.mark.postgres
     def test_a_nul_byte_in_a_row_is_a_row_error_on_postgresql(self, tmp_path, pg_url):
         """A NUL byte inside a data row is refused as a row error, not as an internal error."""
-        from backend.loader import load_file
+        from backend.load.loader import load_file
 
         settings = make_settings(tmp_path, pg_url)
         db = open_db(settings)

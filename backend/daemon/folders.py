@@ -35,9 +35,9 @@ from typing import Any
 
 import structlog
 
+from backend.daemon.stability import marker_candidates
 from backend.errors import ConfigError
 from backend.models import LoadType
-from backend.stability import marker_candidates
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from backend import tracking
 from backend.db.engine import Database
 from backend.db.schema import TIMESTAMP
 from backend.errors import SchemaMismatchError
-from backend.evolve import (
+from backend.load.evolve import (
     Evolution,
     SchemaReport,
     add_column,

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend import __version__
-from backend.metrics import OUTCOMES, Metrics
+from backend.daemon.metrics import OUTCOMES, Metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

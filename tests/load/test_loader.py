@@ -11,11 +11,11 @@ import sqlalchemy as sa
 
 from backend import faults
 from backend.errors import EmptyFileError, FileRejectedError, RowError, SchemaMismatchError
-from backend.loader import load_file
+from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadType
 from tests.support import export_rows, make_settings, open_db, read_csv, write_csv
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ class TestVersions:
         load_file(db, settings, LoadRequest(path=path))
         write_csv(path, [["unit"], ["m"]])
         load_file(db, settings, LoadRequest(path=path))
-        from backend.export import restore_version
+        from backend.ops.export import restore_version
 
         _tracking_id, restored, replaced = restore_version(db, "units", 1)
         assert restored == 2

@@ -21,9 +21,9 @@ from sqlalchemy.engine import Connection
 from backend import faults
 from backend.db.engine import Database
 from backend.errors import RowError
-from backend.evolve import align_backup, kind_of
+from backend.load.evolve import align_backup, kind_of
+from backend.load.plan import backup_definition, backup_index_name, evolve_live, final_types, prepare_live
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
-from backend.plan import backup_definition, backup_index_name, evolve_live, final_types, prepare_live
 from backend.tracking import add_event, encode_types, to_json, upsert_reference_cfg, utcnow
 
 
@@ -178,7 +178,7 @@ def _convert(
 ) -> sa.Select[Any]:
     """SELECT that turns staged text into the live table's column values (as-is when not `convert`).
 
-    Every value bound for a typed column has passed `backend.convert`'s exact check, so the
+    Every value bound for a typed column has passed `backend.load.convert`'s exact check, so the
     casts neither round nor default; an empty cell of a typed column is NULL whatever
     EMPTY_AS_NULL says (no number or date is written as nothing).
     """

@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from backend.convert import Checker
 from backend.db.engine import Database
 from backend.errors import RowError
+from backend.load.convert import Checker
+from backend.load.csv_python import Run
 from backend.models import ColumnType, RaggedPolicy, Record, StageResult
-from backend.reader import Run
 
 #: How many offending rows a ragged-row error lists before it stops reading.
 MAX_REPORTED_ROWS = 10

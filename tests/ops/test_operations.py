@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from backend import lifecycle
+from backend.daemon import folders as lifecycle
 from backend.errors import DetectionError, IngestError
-from backend.export import export_table
-from backend.loader import load_file
+from backend.load.loader import load_file
 from backend.models import LoadRequest
-from backend.retention import prune_backups
-from backend.status import request_cancel
+from backend.ops.export import export_table
+from backend.ops.retention import prune_backups
+from backend.ops.status import request_cancel
 from tests.support import make_settings, open_db, run_cli, write_csv
 
 
@@ -149,7 +149,7 @@ class TestCancellation:
     def test_cancel_between_batches_rolls_back_and_marks_the_row_cancelled(self, env, tmp_path):
         """A cancel raised between batches leaves the table as it was and the tracking row says cancelled."""
         from backend.errors import CancelledError
-        from backend.loader import LoadHooks
+        from backend.load.loader import LoadHooks
 
         settings, db = env
         path = write_csv(tmp_path / "big.csv", [["n"], *[[str(i)] for i in range(50)]])

@@ -24,10 +24,10 @@ from backend.db.engine import Database
 from backend.errors import IngestError, ValidationFailedError
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
 from backend.policies import SensitiveAction, Severity, TablePolicy
-from backend.profile import ProfileObserver, build_profile, fingerprint, previous_fingerprint
-from backend.sensitive import protect_staged, redact
-from backend.validation import RuleContext, RuleResult, evaluate_rules
-from backend.validation_hook import run_hooks
+from backend.quality.hook import run_hooks
+from backend.quality.profile import ProfileObserver, build_profile, fingerprint, previous_fingerprint
+from backend.quality.sensitive import protect_staged, redact
+from backend.quality.validation import RuleContext, RuleResult, evaluate_rules
 
 #: Offending row numbers carried by a ValidationFailedError.
 MAX_ERROR_ROWS = 50

@@ -34,7 +34,7 @@ from backend.db.engine import Database, is_transient, translate_error
 from backend.errors import IngestError, ValidationFailedError
 from backend.models import LoadType
 from backend.policies import Severity, TablePolicy
-from backend.validation import RuleResult
+from backend.quality.validation import RuleResult
 
 PROCEDURE_PREFIX = "sp_ref_validate_"
 #: Parameters a validation procedure may declare, without the leading @.

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from backend.errors import DetectionError
+from backend.load.csv_python import CHUNK_BYTES, Run, iter_records, iter_runs
 from backend.models import Detection, Record
-from backend.reader import CHUNK_BYTES, Run, iter_records, iter_runs
 
 CSV = Detection(encoding="utf-8", delimiter=",")
 

@@ -244,7 +244,7 @@ def _reopen(db: Database, tracking_id: int) -> int:
 
 def _find_moved(db: Database, path: Path, tracking_id: int, status: str, sha256: str | None) -> Path | None:
     """The file `path` became in processed/ or error/, if it can be told apart from every other one."""
-    from backend import lifecycle
+    from backend.daemon import folders as lifecycle
 
     to_error = status not in ("loaded", "duplicate")
     sub = path.parent / (lifecycle.ERROR if to_error else lifecycle.PROCESSED)

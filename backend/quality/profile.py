@@ -49,9 +49,9 @@ from sqlalchemy.engine import Connection
 
 from backend.db.engine import Database
 from backend.detection.types import value_kind
+from backend.load.stage import TypeObserver
 from backend.models import ColumnKind, ColumnType
-from backend.sensitive import flag_columns
-from backend.stage import TypeObserver
+from backend.quality.sensitive import flag_columns
 
 #: Rows buffered before a batch is summarised.
 BATCH_ROWS = 4096

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from backend import tracking
-from backend.convert import render
 from backend.db.engine import Database
 from backend.errors import IngestError, NotFoundError
+from backend.load.convert import render
+from backend.load.plan import data_columns
+from backend.load.publish import publish
 from backend.models import ColumnKind, ColumnType, LoadRequest, LoadType, TablePlan
 from backend.naming import normalize_identifier
-from backend.plan import data_columns
-from backend.publish import publish
 
 
 def _table(conn: Connection, db: Database, table: str, schema: str) -> sa.Table:
@@ -110,7 +110,7 @@ def _conversions(
         IngestError: a value of the version does not fit the current column (nothing changed).
     """
     from backend.detection.types import TypeTracker
-    from backend.evolve import fits, kind_of
+    from backend.load.evolve import fits, kind_of
 
     text_now_typed = [
         c

@@ -29,7 +29,6 @@ import structlog
 
 from backend import faults, tracking
 from backend.config import Settings
-from backend.convert import Checker, Misfit, describe
 from backend.db.engine import Database, translate_error
 from backend.errors import (
     CancelledError,
@@ -43,16 +42,17 @@ from backend.errors import (
     ValidationFailedError,
 )
 from backend.files import open_regular_file
+from backend.load.convert import Checker, Misfit, describe
+from backend.load.csv_python import line_numbers
+from backend.load.plan import SchemaPlan, plan_table, record_schema, with_misfits
+from backend.load.publish import publish
+from backend.load.stage import stage_records
 from backend.models import Detection, LoadRequest, LoadResult, LoadType, TypePolicy
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
-from backend.plan import SchemaPlan, plan_table, record_schema, with_misfits
 from backend.policies import TablePolicy, TypeMismatch, load_table_policy
-from backend.profile import ProfileObserver
-from backend.publish import publish
-from backend.quality import check_staged, profile_staged, record_failure
-from backend.reader import line_numbers
-from backend.sensitive import redact, redact_row
-from backend.stage import stage_records
+from backend.quality.gate import check_staged, profile_staged, record_failure
+from backend.quality.profile import ProfileObserver
+from backend.quality.sensitive import redact, redact_row
 
 log = structlog.get_logger(__name__)
 
@@ -143,7 +143,7 @@ def load_file(
         RetryableError: transient (database down, file changed); try again later.
     """
     from backend.detection import detect
-    from backend.reader import iter_runs
+    from backend.load.csv_python import iter_runs
 
     hooks = hooks or LoadHooks()
     started = time.monotonic()

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from backend import watcher as watcher_module
 from backend.config import Settings
-from backend.lifecycle import ensure_directories
-from backend.watcher import Watcher, ignore_reason, scan
+from backend.daemon import watcher as watcher_module
+from backend.daemon.folders import ensure_directories
+from backend.daemon.watcher import Watcher, ignore_reason, scan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXTENSIONS = (".csv", ".txt", ".tsv", ".psv")
 
 
@@ -378,8 +378,8 @@ class TestWatcherPolling:
             from pathlib import Path
             import watchdog.observers.inotify, watchdog.observers.polling  # load before fds run out
             from backend.config import Settings
-            from backend.lifecycle import ensure_directories
-            from backend.watcher import Watcher
+            from backend.daemon.folders import ensure_directories
+            from backend.daemon.watcher import Watcher
 
             base = Path(sys.argv[1])
             ensure_directories(base)

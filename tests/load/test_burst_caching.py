@@ -16,10 +16,10 @@ from backend.config import Settings
 from backend.db.engine import Database
 from backend.detection.dialect import detect_dialect
 from backend.errors import FileRejectedError
-from backend.evolve import add_column
-from backend.loader import load_file
+from backend.load.evolve import add_column
+from backend.load.loader import load_file
+from backend.load.plan import metadata_columns
 from backend.models import LoadRequest, LoadType
-from backend.plan import metadata_columns
 from tests.support import export_rows, make_settings, open_db, write_csv
 
 PEOPLE = [["id", "name"], ["1", "Ann"], ["2", "Bob"]]

@@ -8,7 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from backend import lifecycle, tracking
+from backend import tracking
+from backend.daemon import folders as lifecycle
 from backend.db.engine import Database
 from backend.db.schema import STATUS_PROCESSING
 from backend.errors import IngestError, NotFoundError

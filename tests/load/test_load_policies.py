@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from backend.errors import RowError
-from backend.loader import load_file
+from backend.load.loader import load_file
 from backend.models import LoadRequest, RaggedPolicy, TypePolicy
 from tests.support import export_rows, make_settings, open_db
 

@@ -7,7 +7,7 @@ deduplicated set of hinted paths and wakes whoever waits on it. Events can be lo
 shares, kernel queue overflow, which watchdog drops silently), so the caller rescans on every
 interval anyway and restarts the watcher when `alive` turns false.
 
-Typical loop (see `backend.service`)::
+Typical loop (see `backend.daemon.service`)::
 
     watcher.start()
     while not stop.is_set():
@@ -35,8 +35,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from backend.config import Settings
-from backend.lifecycle import ERROR, PROCESSED, drop_folders
-from backend.stability import MARKER_SUFFIXES
+from backend.daemon.folders import ERROR, PROCESSED, drop_folders
+from backend.daemon.stability import MARKER_SUFFIXES
 
 log = structlog.get_logger(__name__)
 

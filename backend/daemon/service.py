@@ -36,8 +36,11 @@ import sqlalchemy as sa
 import structlog
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from backend import claim, faults, lifecycle, tracking
+from backend import faults, tracking
 from backend.config import Settings
+from backend.daemon import claim
+from backend.daemon import folders as lifecycle
+from backend.daemon.stability import ReadyFile, StabilityTracker
 from backend.db.engine import Database, open_database
 from backend.errors import (
     CancelledError,
@@ -47,10 +50,9 @@ from backend.errors import (
     IngestError,
     RetryableError,
 )
-from backend.loader import LoadHooks, load_file, rejects_file
+from backend.load.loader import LoadHooks, load_file, rejects_file
 from backend.models import LoadRequest
 from backend.naming import table_name_from_file
-from backend.stability import ReadyFile, StabilityTracker
 
 log = structlog.get_logger(__name__)
 
@@ -550,7 +552,7 @@ def _probe_write(db: Database) -> None:
 
 
 def status_snapshot(rt: Runtime) -> dict[str, Any]:
-    from backend.status import db_status
+    from backend.ops.status import db_status
 
     with rt.lock:
         recent = list(rt.recent[:20])
@@ -568,9 +570,9 @@ def status_snapshot(rt: Runtime) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main loop
 def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) -> int:
     """Run the monitor until `stop` is set (or, with `until_idle`, until nothing is left to do)."""
-    from backend.metrics import Metrics
-    from backend.notify import Heartbeat, Notifier, watchdog_interval_seconds
-    from backend.watcher import Watcher, scan
+    from backend.daemon.metrics import Metrics
+    from backend.daemon.notify import Heartbeat, Notifier, watchdog_interval_seconds
+    from backend.daemon.watcher import Watcher, scan
 
     base = settings.dropoff_base_path
     lifecycle.ensure_directories(base)
@@ -787,7 +789,7 @@ def _shutdown(rt: Runtime, pool: ThreadPoolExecutor, futures: dict[Path, Future[
 
 
 def _start_health(rt: Runtime, metrics: Any) -> Any:
-    from backend.health import start_health_server
+    from backend.daemon.health import start_health_server
 
     token = rt.settings.health_token.get_secret_value() if rt.settings.health_token else None
     return start_health_server(
@@ -804,7 +806,7 @@ def _start_health(rt: Runtime, metrics: Any) -> Any:
 def _start_housekeeping(rt: Runtime) -> Any:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from backend.retention import prune_backups
+    from backend.ops.retention import prune_backups
 
     # APScheduler 3 skips runs silently with its defaults (misfire grace 1 s): be explicit.
     job = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from backend.health import HealthServer, start_health_server, summarize_checks
+from backend.daemon.health import HealthServer, start_health_server, summarize_checks
 
 TOKEN = "s3cr3t-token-value"
 

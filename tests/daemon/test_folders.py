@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from backend import lifecycle
-from backend.errors import ConfigError
-from backend.lifecycle import (
+from backend.daemon import folders as lifecycle
+from backend.daemon.folders import (
     classify,
     ensure_directories,
     error_files,
@@ -27,6 +26,7 @@ from backend.lifecycle import (
     read_sidecar,
     sidecar_path,
 )
+from backend.errors import ConfigError
 from backend.models import LoadType
 
 # 2024-01-31 12:34:56 UTC

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.stability import ReadyFile, StabilityTracker, marker_candidates, probe_exclusive
+from backend.daemon.stability import ReadyFile, StabilityTracker, marker_candidates, probe_exclusive
 
 DROP = Path("/drop/reference_data_table/fullload")
 

@@ -1,0 +1,1 @@
+"""The daemon: watch the drop folders, wait for files to settle, load them, move them; health."""

@@ -1,0 +1,1 @@
+"""Operator commands over loaded tables: export, restore, status, history, retry, retention."""

@@ -1,0 +1,1 @@
+"""Data quality before publishing: the load profile, validation rules and hooks, sensitive data."""
