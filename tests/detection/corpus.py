@@ -247,6 +247,8 @@ class Case:
     rows: tuple[tuple[str, ...], ...]
     expect: dict[str, Any] = field(default_factory=dict)
     width: int = 0  # the clean table's width
+    #: The file must be refused with a reason containing this text (then headers/rows are empty).
+    refused: str | None = None
 
     @property
     def table_rows(self) -> list[list[str]]:
