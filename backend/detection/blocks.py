@@ -10,7 +10,8 @@ A new table starts below the first one at
   (``Store,Region,Manager,...`` over eight-field rows after a five-field summary), with or
   without a blank line before it;
 * after a blank or empty line, a row of the same width that is plainly a header of the rows
-  below it (``x,y`` over numbers).
+  below it, with words over two typed columns at least (``x,y`` over numbers; one word over
+  one number, ``banana,unknown``, may be a row with a missing value).
 
 "Plainly a header" is `header.is_strong_header`: words above numbers or dates and no text cell
 shaped like its column's values, so one odd data row never splits a table. A run of short rows
@@ -49,14 +50,22 @@ def _below(records: Sequence[SampleRecord], i: int) -> list[list[str]]:
 def _starts_table(records: Sequence[SampleRecord], i: int, width: int, after_gap: bool) -> int | None:
     """Index of the new table's header when a new table starts at record `i`, else None."""
     values = records[i].values
-    below = _below(records, i)
-    if after_gap and title_like(values) and below:
+    if after_gap and title_like(values):
         header = i + 1
-        if is_strong_header(records[header].values, _below(records, header), len(records[header].values)):
+        if header < len(records) and is_strong_header(
+            records[header].values, _below(records, header), len(records[header].values)
+        ):
             return header
-    if filled(values) < 2 or not below:
+    if filled(values) < 2 or (len(values) == width and not after_gap):
+        return None  # the common case, decided without looking further
+    below = _below(records, i)
+    if not below:
         return None
-    if (len(values) != width or after_gap) and is_strong_header(values, below, len(values)):
+    if len(values) != width and is_strong_header(values, below, len(values)):
+        return i
+    # Same width after a blank line: one word over one number (``banana,unknown``) may be a
+    # row with a missing value; a header has words over two typed columns at least.
+    if after_gap and is_strong_header(values, below, len(values), min_votes=2):
         return i
     return None
 
@@ -102,20 +111,24 @@ def find_blocks(
     i = header_rows
     while i < len(records):
         record = records[i]
-        if is_empty(record.values):
+        values = record.values
+        if not "".join(values).strip():  # blank or only delimiters (a C-speed is_empty)
             after_gap = True
             i += 1
             continue
         after_gap = after_gap or (i > 0 and record.line > records[i - 1].end + 1)
+        if len(values) == current and not after_gap and values != header_values:
+            i += 1  # the common case: one more row of the table
+            continue
         header: int | None = None
-        if header_values is not None and record.values == header_values:
+        if header_values is not None and values == header_values:
             header = i
         else:
             header = _starts_table(records, i, current, after_gap)
         if header is not None:
             starts.append((i, header))
             below = _below(records, header)
-            current = Counter(len(v) for v in below).most_common(1)[0][0] if below else len(record.values)
+            current = Counter(len(v) for v in below).most_common(1)[0][0] if below else len(values)
             i = header + 1
             after_gap = False
             continue

@@ -12,9 +12,10 @@ A row is judged against the column types of the rows below it (the body):
   above fractions are item numbers (``id,1,2,3`` over ``0.12,0.53,0.97``).
 * The first row is a header when header votes outnumber data votes. Without typed evidence
   (every column text, or the typed cells empty) it is a header unless its values look like
-  data: a value that occurs again further down its column. A word above digit-bearing codes,
-  or a length that differs from a fixed-length column, counts for the header; the same length
-  counts for nothing (``ISO`` over ``DEU``, ``st`` over ``CA`` are headers). Files usually have
+  data: a value that occurs again further down its column, or a code of exactly the form of a
+  fixed-length column's codes (``k1`` over ``k2``, ``k3``). A word above digit-bearing codes,
+  or a length that differs from a fixed-length column, counts for the header; a word of the
+  codes' length counts for nothing (``ISO`` over ``DEU``, ``st`` over ``CA`` are headers). Files usually have
   a header, so a tie keeps it (a headerless all-text file needs ``header=False``).
 * Rows two and three join the header only with header votes and no data vote at all (group
   rows like ``Sales,,Costs,`` or unit rows like ``(EUR)``); an all-text table therefore never
@@ -155,10 +156,12 @@ def _text_evidence(row: Sequence[str], classes: Sequence[str | None], body: Sequ
         if digits >= 0.8 * len(column) and not _DIGIT.search(value):
             score += 1  # codes below ("AB12"), a word above
         lengths = {len(v) for v in column}
-        if len(column) >= 3 and len(lengths) == 1 and len(value) not in lengths:
-            # A name of another length above fixed-length codes. The same length says
-            # nothing: short-code headers (``ISO`` over ``DEU``, ``st`` over ``CA``) have it.
-            score += 1
+        if len(column) >= 3 and len(lengths) == 1:
+            if len(value) not in lengths:
+                score += 1  # a name of another length above fixed-length codes
+            elif _DIGIT.search(value) and {_shape(v) for v in column} == {_shape(value)}:
+                score -= 1  # one more code of the column's form (``k1`` over ``k2``, ``k3``)
+            # A word of the codes' length says nothing: ``ISO`` over ``DEU`` is a header.
     return score
 
 
@@ -211,11 +214,13 @@ def _shape(text: str) -> str:
     return "".join(out)
 
 
-def is_strong_header(row: Sequence[str], below: Sequence[Sequence[str]], width: int) -> bool:
+def is_strong_header(
+    row: Sequence[str], below: Sequence[Sequence[str]], width: int, *, min_votes: int = 1
+) -> bool:
     """`row` is plainly a header of the rows `below` (used to tell where a second table starts).
 
     Every filled cell above a typed column is a word where the column has numbers, dates or
-    booleans (at least one such cell), and no text cell occurs in its column or is a code of
+    booleans (at least `min_votes` such cells), and no text cell occurs in its column or is a code of
     the form most of its column's values share (``k5`` over ``k0``..``k4`` is a row, ``x`` over
     them a name).
     """
@@ -223,7 +228,7 @@ def is_strong_header(row: Sequence[str], below: Sequence[Sequence[str]], width: 
         return False
     classes = _column_classes(below[:BODY_ROWS], width)
     header, data = _votes(row, classes, below)
-    if header == 0 or data > 0:
+    if header < min_votes or data > 0:
         return False
     for j, cell in enumerate(row[:width]):
         value = cell.strip()
@@ -235,3 +240,12 @@ def is_strong_header(row: Sequence[str], below: Sequence[Sequence[str]], width: 
         if value in column or (coded and shapes.count(_shape(value)) * 2 >= len(shapes)):
             return False
     return True
+
+
+def would_join(row: Sequence[str], body: Sequence[Sequence[str]], width: int) -> bool:
+    """`row` would join a header as a group row: words above typed columns, nothing that fits."""
+    if not body:
+        return False
+    classes = _column_classes(body[:BODY_ROWS], width)
+    header, data = _votes(row, classes, body)
+    return header > 0 and data == 0

@@ -11,7 +11,9 @@ table's width W. A record is preamble when it is
   (``Sales report``, ``Date,2024-01-31`` over a four-column table), unless it is plainly the
   header of narrower rows below it: a table of its own (stacked tables, see `blocks`);
 * a title: one filled cell holding a sentence (long, several words, a line break inside
-  quotes, or a ``:``), however many empty cells pad it;
+  quotes, or a ``:``), however many empty cells pad it; or any single filled cell in a table
+  of three or more columns that would not join the header as a group label (a word above
+  numbers: ``Group A,,`` over ``zip,...`` joins; ``Staff list,,`` over text does not);
 * wider than the table (``Exported by SpectraView 3.2,Sample B-17 measured Tuesday, March 5``
   over ``nm,Abs``): instrument and tool metadata;
 * sparse and above a blank line: fewer than half of W cells filled (``Published:,14 February
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 from backend.detection.cells import content_width, filled, is_empty, shown, title_like
 from backend.detection.dialect import SampleRecord
-from backend.detection.header import is_strong_header
+from backend.detection.header import is_strong_header, would_join
 from backend.models import SkippedLine
 
 MAX_PREAMBLE_LINES = 50
@@ -82,6 +84,12 @@ def _narrow_table(records: Sequence[SampleRecord], i: int) -> bool:
     return bool(below) and is_strong_header(records[i].values, below, n)
 
 
+def _group_label(records: Sequence[SampleRecord], i: int, width: int) -> bool:
+    """Record `i` would join the header below it as a group row (``Group A,,`` over numbers)."""
+    body = [r.values for r in records[i + 2 : i + 2 + 50] if r.values]
+    return would_join(records[i].values, body, width)
+
+
 def _reason(records: Sequence[SampleRecord], i: int, width: int) -> tuple[str, bool] | None:
     """(why record `i` is preamble, whether that is certain), or None when it is a table row."""
     values = records[i].values
@@ -97,6 +105,8 @@ def _reason(records: Sequence[SampleRecord], i: int, width: int) -> tuple[str, b
         return f"{n} field{'s' if n > 1 else ''}, the table has {width}", True
     if width >= 2 and title_like(values):
         return "title (one filled cell)", False
+    if width >= 3 and cells == 1 and not _group_label(records, i, width):
+        return "one filled cell above the table", False
     if width >= 2 and content_width(values) > width:
         return f"{n} fields, the table has {width} (metadata)", False
     if width >= 3 and (2 * cells < width or cells <= 1) and _above_blank(records, i, width):

@@ -64,3 +64,9 @@ class TestFindBlocks:
         recs = records("a,b,c\n1,2,3\n\nx,y\n1,2\n")
         found = find_blocks(recs, header_rows=1, width=3, complete=False)
         assert found[-1].last_line is None and found[0].last_line == 2
+
+
+class TestNoFalseSplits:
+    def test_one_word_over_one_number_after_a_blank_line_is_a_row(self) -> None:
+        """banana,unknown after a blank line (one word where numbers are) does not start a table."""
+        assert blocks("item,qty\napple,3\npear,4\n\nbanana,unknown\nkiwi,5\nlime,6\n") == []

@@ -40,10 +40,10 @@ class TestCertainPreamble:
 
     def test_skipped_lines_carry_their_reason_and_text(self) -> None:
         """Each skipped line is reported with its line number, why it was skipped and its text."""
-        recs = records("Report,,,,\n,,,,\nid,name,a,b,c\n1,x,2,3,4\n")
+        recs = records("Report,Q3,,,\n,,,,\nid,name,a,b,c\n1,x,2,3,4\n")
         found = find_table_start(recs, 5, delimiter=",", is_header_at=lambda i: True)
         assert [(s.line, s.reason, s.text) for s in found.skipped] == [
-            (1, "1 of 5 cells filled, above a blank line", "Report,,,,"),
+            (1, "2 of 5 cells filled, above a blank line", "Report,Q3,,,"),
             (2, "only delimiters", ",,,,"),
         ]
 
@@ -77,6 +77,13 @@ class TestPaddedTitles:
             "Ref,Org,Ward,Purpose,Amount,Date\nC1,A,B,C,1,2024-01-09\n"
         )
         assert start_line(text, 6) == 3
+
+    def test_short_title_above_a_text_header(self) -> None:
+        """A lone short label that would not join the header (text over text) is a title."""
+        assert (
+            start_line("Staff list,,\nName,Dept,Email\nAnna Lee,HR,anna@x.org\nBob Ray,IT,bob@x.org\n", 3)
+            == 2
+        )
 
     def test_short_group_label_right_above_the_header_is_not_a_title(self) -> None:
         """A short label directly above the header (a group row) is kept for the header."""

@@ -230,6 +230,11 @@ class TestShortCodeHeaders:
         assert detection.header_rows == 1 and list(detection.headers) == text.splitlines()[0].split(",")
         assert len(rows) == len(text.splitlines()) - 1
 
+    def test_a_code_of_the_columns_form_is_data(self, tmp_path: Path, settings: Settings) -> None:
+        """k1, over k2,5 / k3,6 / k4,7 is a first data row (a code like the others), not a header."""
+        detection, rows = read(write(tmp_path, "k1,\nk2,5\nk3,6\nk4,7\n"), settings)
+        assert (detection.header_rows, rows[0]) == (0, ["k1", ""])
+
     def test_header_can_be_forced_on(self, tmp_path: Path, settings: Settings) -> None:
         """header=True makes the first row the header even when it looks like data."""
         detection, rows = read(write(tmp_path, "1,2\n3,4\n5,6\n"), settings, header=True)
