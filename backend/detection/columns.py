@@ -5,9 +5,11 @@
   fields are empty on every row. They are no column: the table is k narrower and the reader
   drops those empty fields (a row whose surplus holds a value keeps it, never glued into a
   neighbour: the ragged-rows policy decides).
-* Unnamed columns: the rows have k fields more than the header and the surplus holds values
+* Unnamed columns: most rows have k fields more than the header and the surplus holds values
   (a header that lost a delimiter, or lacks the last names). The values are columns: the
-  header gets k empty names (``column_N`` once normalised).
+  header gets k empty names (``column_N`` once normalised). When only some rows are longer,
+  they are ragged rows: nothing changes and the ragged-rows policy decides; so is a single
+  long row below a header (``a,b`` over ``1,2,3``).
 * A header wider than the rows whose extra cells are empty (``a,b,c,`` over ``1,2,3``): the
   empty cells are no names.
 """
@@ -17,6 +19,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+#: Rows that must carry surplus values before they are read as unnamed columns.
+_MIN_UNNAMED_ROWS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +71,14 @@ def fit_with_header(header: Sequence[str], rows: Sequence[Sequence[str]]) -> Fit
     width = _modal(rows)
     empty = _empty_tail(rows, width)
     if len(header) < width:
+        if 2 * sum(1 for r in rows if len(r) == width) <= len(rows):
+            # Not most rows: a few long rows are ragged rows, the ragged-rows policy decides.
+            return Fit(len(header))
         surplus = width - len(header)
         if empty >= surplus:
             return Fit(len(header), dropped=surplus)
+        if sum(1 for r in rows if len(r) == width) < _MIN_UNNAMED_ROWS:
+            return Fit(len(header))  # one long row says nothing about the header: a ragged row
         return Fit(width, unnamed=surplus)
     if len(header) == width:
         # Every line ends with a delimiter: an empty last cell in the header and all rows.

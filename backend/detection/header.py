@@ -178,7 +178,15 @@ def count_header_rows(rows: Sequence[Sequence[str]], width: int) -> int:
 
     header, data = _votes(rows[0], classes, body)
     # Without typed evidence, the text heuristics decide (a tie keeps the header).
-    first_is_header = header > data if header or data else _text_evidence(rows[0], classes, body) >= 0
+    if header or data:
+        first_is_header = header > data
+    else:
+        # A mostly empty first row (``A,,`` over ``B,1,2``) names nothing: a header names most
+        # of its columns; otherwise it is data unless the text says it looks like data.
+        named = sum(1 for cell in rows[0] if cell.strip())
+        first_is_header = (
+            2 * named >= min(width, len(rows[0])) and _text_evidence(rows[0], classes, body) >= 0
+        )
     if not first_is_header:
         return 0
     count = 1

@@ -22,6 +22,15 @@ class TestFitWithHeader:
         assert (fit.width, fit.dropped, fit.unnamed) == (3, 0, 1)
         assert fit.header(["a", "b"]) == ["a", "b", ""]
 
+    def test_a_few_long_rows_are_ragged_rows(self) -> None:
+        """When only half the rows are longer than the header nothing changes (ragged rows)."""
+        fit = fit_with_header(["a", "b"], [["1", "2"], ["3", "4", "5"]])
+        assert (fit.width, fit.dropped, fit.unnamed) == (2, 0, 0)
+
+    def test_one_long_row_is_a_ragged_row(self) -> None:
+        """a,b over a single row 1,2,3 is a ragged row, not an unnamed column."""
+        assert fit_with_header(["a", "b"], [["1", "2", "3"]]) == Fit(2)
+
     def test_named_empty_column_is_kept(self) -> None:
         """A named last column that is empty in the sample is a column, not a trailing delimiter."""
         fit = fit_with_header(["a", "b", "c"], [["1", "2", ""], ["3", "4", ""]])
