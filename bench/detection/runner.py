@@ -183,7 +183,10 @@ _DESCRIPTIONS = {
     "generated": (
         "### Generated corpus\n\n{files} polluted files from 6 clean tables (2-12 columns; quoted text, "
         "numbers, dates, empty cells), every pollution of the detection issue applied (per-row pollutions "
-        "at every row, stray quotes at every row and column)."
+        "at every row, stray quotes at every row and column). Issue 16 changed the truth of 7 files: the 6 "
+        "`second-table` files (a second table with its own header) must be refused as stacked tables, and "
+        "`narrow/structure/trailer-0` keeps `Total,123` as a data row (as wide as the table, not the sum of "
+        "the column)."
     ),
     "realworld": (
         "### Real-world corpus\n\n{files} hand-made files in `bench/detection/realworld/`, each with its "
@@ -192,6 +195,9 @@ _DESCRIPTIONS = {
         "space-delimited and `'`-quoted files, short-code headers, rows that look like totals, `sep=` "
         "hints, one-column files with blank lines) and exports of Excel (UTF-8 with BOM, Windows, "
         "Macintosh, Unicode Text), SAS, SPSS, Stata, R, pandas, databases, banks and ERPs, German, "
-        "French and Dutch locales, instruments and loggers."
+        "French and Dutch locales, instruments and loggers. Before the detector changes of issue 16 "
+        "(commit 7e9ab5d) the same files scored: ours (load+export) 43.2% exact, clevercsv 39.2%, "
+        "csv.Sniffer 32.4%. The two header-only files miss only in `export` (a zero-row table is exported "
+        "under its SQL names, issue 16 item 6); `--direct` (detect+read) reads all 74 exactly."
     ),
 }
