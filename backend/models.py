@@ -101,6 +101,51 @@ class StableFile:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedLine:
+    """Lines of a file that are not table rows: a title above the header, a trailer below the data.
+
+    `line`..`end` are 1-based physical lines; 0 when unknown (a trailer found in the tail of a
+    file larger than the sample). `text` is the record as read, cut to 80 characters.
+    """
+
+    line: int
+    end: int
+    reason: str
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "end": self.end, "reason": self.reason, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class TableBlock:
+    """One of several tables stacked in a file: its lines, width and header line.
+
+    `last_line` is None when the block runs past the end of the sample (it may go on to the
+    end of the file). `rows` counts the block's data rows in the sample.
+    """
+
+    first_line: int
+    last_line: int | None
+    width: int
+    header_line: int | None
+    rows: int
+
+    def describe(self) -> str:
+        end = str(self.last_line) if self.last_line is not None else "end"
+        return f"lines {self.first_line}-{end} ({self.width} columns)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first_line": self.first_line,
+            "last_line": self.last_line,
+            "width": self.width,
+            "header_line": self.header_line,
+            "rows": self.rows,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
     """Everything inferred about a file's format from a bounded sample.
 
@@ -121,6 +166,22 @@ class Detection:
         sample_rows: number of data rows in the sample.
         warnings: things an operator may want to know (e.g. "2 trailer rows ignored").
         trailer_rows: number of trailing records recognised as a trailer (e.g. ``Total,123``).
+        skipped_lines: the lines above the header that were skipped, each with its reason (a
+            ``sep=`` hint, a title, a blank or delimiter-only line, metadata of another width).
+        trailer_lines: the records dropped as the trailer, each with its reason.
+        dropped_trailing_columns: a row with this many more fields than ``headers``, all of
+            them empty, is a row with trailing delimiters: the reader drops those empty fields.
+            A row whose surplus fields hold a value keeps them (the ragged-rows policy decides).
+        unnamed_columns: columns the data has beyond the header's names (the header lost a
+            delimiter or lacks names); their ``headers`` entries are empty strings.
+        header_forced: ``header_rows`` was set by the caller (``detect(header=...)``), not found.
+        blank_lines_are_values: a one-column file: a blank line between rows is a row holding
+            one empty value (blank lines at the very end are not rows).
+        blocks: the tables stacked in the file (two or more), when the caller chose one of
+            them with ``detect(stacked_tables=...)``; empty otherwise.
+        block: index in ``blocks`` of the table the reader reads.
+        last_line: the reader yields no record that starts after this physical line (the
+            chosen block ends there); None: read to the end of the file.
     """
 
     encoding: str
@@ -141,6 +202,15 @@ class Detection:
     sample_rows: int = 0
     trailer_rows: int = 0
     warnings: tuple[str, ...] = ()
+    skipped_lines: tuple[SkippedLine, ...] = ()
+    trailer_lines: tuple[SkippedLine, ...] = ()
+    dropped_trailing_columns: int = 0
+    unnamed_columns: int = 0
+    header_forced: bool = False
+    blank_lines_are_values: bool = False
+    blocks: tuple[TableBlock, ...] = ()
+    block: int | None = None
+    last_line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +231,15 @@ class Detection:
             "estimated_rows": self.estimated_rows,
             "sample_rows": self.sample_rows,
             "warnings": list(self.warnings),
+            "skipped_lines": [s.to_dict() for s in self.skipped_lines],
+            "trailer_lines": [s.to_dict() for s in self.trailer_lines],
+            "dropped_trailing_columns": self.dropped_trailing_columns,
+            "unnamed_columns": self.unnamed_columns,
+            "header_forced": self.header_forced,
+            "blank_lines_are_values": self.blank_lines_are_values,
+            "blocks": [b.to_dict() for b in self.blocks],
+            "block": self.block,
+            "last_line": self.last_line,
         }
 
 

@@ -4,7 +4,9 @@ Rules (shared by tables and columns): transliterate to ASCII, lower-case, every 
 characters outside ``[a-z0-9]`` becomes one ``_``, leading/trailing ``_`` are trimmed, a leading
 digit gets a prefix, and a name longer than the dialect's limit is cut and given a stable
 8-hex-digit hash of the original so two long names that share a prefix stay distinct.
-Names that differ in the file but clash after normalising are an error, never merged.
+Names that differ in the file but clash after normalising (``Temp (°C)`` and ``Temp [°C]``)
+are never merged: the later one gets the next free ``_2``, ``_3`` suffix, as identical cells
+do, and the original texts stay in the detection for `export` (issue 16, item 4).
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from pathlib import PurePath
-
-from backend.errors import HeaderError
 
 #: Tables the product owns in the data schema; a file may not be named after them.
 RESERVED_TABLES = frozenset({"file_monitor_tracking", "file_monitor_events", "reference_data_cfg"})
@@ -72,7 +72,8 @@ def normalize_columns(headers: Sequence[str], max_length: int = 63) -> tuple[str
     """Turn header cells into unique, safe column names.
 
     Blank cells become ``column_N`` (N is the 1-based position); identical header texts get
-    ``_2``, ``_3`` suffixes; different texts that normalise to the same name raise HeaderError.
+    ``_2``, ``_3`` suffixes; a different text that normalises to a name already taken gets the
+    next free suffix (``rate``, ``rate_2``, ``rate_3``); see `name_clashes` for reporting them.
     """
     names: list[str] = []
     origin: dict[str, str] = {}
@@ -89,13 +90,26 @@ def normalize_columns(headers: Sequence[str], max_length: int = 63) -> tuple[str
         count = seen_text.get(key, 0) + 1
         seen_text[key] = count
         name = base if count == 1 else shorten(f"{base}_{count}", f"{text}\0{count}", max_length)
-        if name in origin:
-            first = origin[name]
-            raise HeaderError(
-                f"columns {first!r} and {raw!r} both become {name!r} after normalising; "
-                "rename one of them in the file",
-                details={"column": name, "headers": [first, raw]},
-            )
+        while name in origin:
+            count += 1
+            name = shorten(f"{base}_{count}", f"{text}\0{count}", max_length)
         origin[name] = raw
         names.append(name)
     return tuple(names)
+
+
+def name_clashes(headers: Sequence[str], columns: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    """(header, column, the earlier header it clashed with) for each suffixed clashing name.
+
+    Identical cells (``id``, ``id``) are not listed: their suffix is expected.
+    """
+    out = []
+    by_base: dict[str, str] = {}
+    for raw, column in zip(headers, columns, strict=False):
+        base = normalize_identifier(raw.strip())
+        earlier = by_base.get(base) if base else None
+        if earlier is not None and earlier.strip() != raw.strip():
+            out.append((raw, column, earlier))
+        elif base and base not in by_base:
+            by_base[base] = raw
+    return tuple(out)

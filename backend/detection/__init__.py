@@ -2,14 +2,16 @@
 
 `detect` reads at most ``sample_bytes`` from the start of the file and, when the file is larger,
 its last 64 KiB (trailer rows live there); it never reads the whole file. Stages:
-encoding (`encoding.py`) -> dialect (`dialect.py`) -> table position, trailer and second table
-(`layout.py`) -> header rows (`header.py`) -> column types (`types.py`).
+encoding (`encoding.py`) -> dialect (`dialect.py`) -> the table in the records: preamble
+(`layout.py`), header rows (`header.py`), width (`columns.py`), trailer (`trailer.py`),
+stacked tables (`blocks.py`), put together in `table.py` -> column types (`types.py`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -24,28 +26,42 @@ from backend.detection.dialect import (
     parse_records,
     split_lines,
 )
-from backend.detection.encoding import decode_sample, detect_encoding
-from backend.detection.header import count_header_rows, header_names
-from backend.detection.layout import count_trailer_rows, second_table_line, table_start
+from backend.detection.encoding import EncodingGuess, decode_sample, detect_encoding
+from backend.detection.layout import delimiter_hint
+from backend.detection.table import MIN_CONSISTENCY, STACKED_CHOICES, Options, Shape, analyse
 from backend.detection.types import TypeTracker
 from backend.errors import DetectionError, EmptyFileError
 from backend.files import open_regular_file
-from backend.models import ColumnKind, ColumnType, Detection, TypePolicy
+from backend.models import ColumnKind, ColumnType, Detection, SkippedLine, TypePolicy
 
-__all__ = ["DELIMITER_NAMES", "HAS_SKIPINITIALSPACE", "TAIL_BYTES", "detect"]
+__all__ = [
+    "DELIMITER_NAMES",
+    "HAS_SKIPINITIALSPACE",
+    "MIN_CONSISTENCY",
+    "STACKED_CHOICES",
+    "TAIL_BYTES",
+    "detect",
+]
 
 log = structlog.get_logger(__name__)
 
 #: Bytes read from the end of a file larger than the sample, to find its trailer.
 TAIL_BYTES = 64 * 1024
+#: Records of the tail that the trailer is looked for in.
+TAIL_RECORDS = 60
 #: Whether this models.Detection can say "drop the spaces after each delimiter".
 HAS_SKIPINITIALSPACE = "skipinitialspace" in Detection.__dataclass_fields__
-#: Below this share of rows with the table's width, the dialect is called inconclusive.
-MIN_CONSISTENCY = 0.5
 
 
 def detect(
-    path: Path, settings: Settings, *, sample_bytes: int | None = None, source: IO[bytes] | None = None
+    path: Path,
+    settings: Settings,
+    *,
+    sample_bytes: int | None = None,
+    source: IO[bytes] | None = None,
+    header: bool | None = None,
+    trailer_detection: bool = True,
+    stacked_tables: str | None = None,
 ) -> Detection:
     """Detect encoding, dialect, layout, header and column types of a delimited text file.
 
@@ -55,12 +71,19 @@ def detect(
         sample_bytes: bytes to read from the start (default ``settings.sample_bytes``).
         source: the file already opened by the caller; read with pread so its position stays at
             the start (the loader passes the file it will load, so both see the same bytes).
+        header: True: the table's first row is its header, whatever it looks like; False: the
+            file has no header; None: detect it (``load --header/--no-header``, table policy).
+        trailer_detection: False: no record at the end is ever dropped as a trailer.
+        stacked_tables: ``"first"`` or ``"largest"``: in a file of several stacked tables, read
+            that one (``Detection.blocks`` lists them all); None: such a file is refused.
 
     Raises:
         EmptyFileError: the file has no bytes, or neither a header nor rows.
         DetectionError: binary content, undecodable sample (strict mode), no line break in the
-            sample, or no consistent dialect.
+            sample, stacked tables (without `stacked_tables`), or no consistent dialect.
     """
+    if stacked_tables is not None and stacked_tables not in STACKED_CHOICES:
+        raise ValueError(f"stacked_tables must be one of {STACKED_CHOICES}, not {stacked_tables!r}")
     limit = sample_bytes or settings.sample_bytes
     handle = source if source is not None else open_regular_file(Path(path), buffering=0)
     try:
@@ -77,18 +100,24 @@ def detect(
             handle.close()
     if not head:
         raise EmptyFileError("empty file (0 bytes)", path=path)
+    options = Options(header=header, trailer_detection=trailer_detection, stacked_tables=stacked_tables)
     try:
-        return _detect(head, tail, size, complete, settings, path)
+        return _detect(head, tail, size, complete, settings, options)
     except (DetectionError, EmptyFileError) as exc:
         if exc.path is None:
             exc.path = path
         raise
 
 
-def _detect(head: bytes, tail: bytes, size: int, complete: bool, settings: Settings, path: Path) -> Detection:
-    warnings: list[str] = []
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    text: str
+    guess: EncodingGuess
+    used: int  # bytes the text came from
+
+
+def _decode(head: bytes, tail: bytes, complete: bool, settings: Settings) -> _Sample:
     guess = detect_encoding(head, tail, complete=complete, decode_errors=settings.decode_errors)
-    warnings.extend(guess.warnings)
     bom = len(guess.bom)
     try:
         text, used = decode_sample(head[bom:], guess.encoding, final=complete, errors=settings.decode_errors)
@@ -106,66 +135,48 @@ def _detect(head: bytes, tail: bytes, size: int, complete: bool, settings: Setti
         text = text[: cut + 1]
     if not text.strip():
         raise EmptyFileError("no header and no rows (only blank lines)")
+    return _Sample(text, guess, used)
 
-    guess_dialect = detect_dialect(text, complete=complete)
-    dialect = guess_dialect.dialect
-    width = guess_dialect.width
+
+def _detect(
+    head: bytes, tail: bytes, size: int, complete: bool, settings: Settings, options: Options
+) -> Detection:
+    sample = _decode(head, tail, complete, settings)
+    text, guess = sample.text, sample.guess
+    hint = delimiter_hint(text)
     lines = split_lines(text)
+    hinted: tuple[SkippedLine, ...] = ()
+    if hint is not None:
+        hinted = (SkippedLine(1, 1, f"Excel delimiter hint (sep={hint})", lines[0].rstrip("\r\n")),)
+    guess_dialect = detect_dialect("".join(lines[1:]) if hint else text, complete=complete, delimiter=hint)
+    dialect = guess_dialect.dialect
     records = parse_records(lines, dialect)
     if not complete and len(records) > 1:
         records = records[:-1]  # may be cut in the middle of a quoted field
-    start = table_start(records, width) if records else 0
-    skip_rows = records[start].line - 1 if records else 0
-    if skip_rows:
-        warnings.append(f"{skip_rows} preamble line{'s' if skip_rows > 1 else ''} above the table skipped")
-    table = [r for r in records[start:] if not r.blank]
-
-    if complete:
-        last = [r.values for r in table[-5:]]
-    else:
-        last = _tail_records(tail, guess.encoding, bom, size, dialect)
-    trailer_rows = count_trailer_rows(last, width)
-    if trailer_rows:
-        shown = " | ".join(dialect.delimiter.join(v) for v in last[-trailer_rows:])
-        warnings.append(
-            f"{trailer_rows} trailer row{'s' if trailer_rows > 1 else ''} ignored: {shown[:80]!r}"
-        )
-        if complete:
-            table = table[:-trailer_rows]
-
-    consistency = sum(1 for r in table if len(r.values) == width) / len(table) if table else 1.0
-    if width >= 2 and consistency < MIN_CONSISTENCY:
-        name = DELIMITER_NAMES.get(dialect.delimiter, dialect.delimiter)
-        raise DetectionError(
-            f"inconclusive dialect: with delimiter {name!r} "
-            f"only {consistency:.0%} of {len(table)} sample rows have {width} fields"
-        )
-    rows = [r.values for r in table]
-    header_rows = count_header_rows(rows, width)
-    headers = header_names(rows[:header_rows], width)
-    data = table[header_rows:]
-    if header_rows == 0 and not rows:
-        raise EmptyFileError("no header and no rows")
-
-    first_data_line = data[0].line if data else records[-1].end + 1
-    second = second_table_line(
-        [r for r in records[start:] if r.line >= first_data_line],
-        width,
-        rows[0] if header_rows == 1 else None,
+    tail_records = None if complete else _tail_records(tail, guess.encoding, len(guess.bom), size, dialect)
+    shape = analyse(
+        records,
+        guess_dialect.width,
+        delimiter=dialect.delimiter,
+        complete=complete,
+        tail=tail_records,
+        options=options,
+        first=1 if hint else 0,
+        skipped=hinted,
     )
-    if second is not None and data:
-        warnings.append(f"a second table seems to start at line {second[0]} ({second[1]} columns)")
-    if consistency < 0.9 and width >= 2:
-        warnings.append(f"only {consistency:.0%} of the sample rows have {width} fields")
+    warnings = [*guess.warnings, *shape.warnings]
     if dialect.skipinitialspace:
         warnings.append(
             "spaces after each delimiter are padding and are dropped"
             if HAS_SKIPINITIALSPACE
             else "values keep the space that follows each delimiter (padding)"
         )
-
-    column_types = _column_types(data, len(headers), settings)
-    estimated = len(data) if complete else _estimate_rows(len(data), size - bom, used)
+    width = shape.fit.width
+    column_types = _column_types(shape.data, width, settings)
+    bom = len(guess.bom)
+    estimated = (
+        len(shape.data) if complete and shape.last_line is None else _estimate(shape, size - bom, sample.used)
+    )
     log.debug(
         "detected",
         encoding=guess.encoding,
@@ -180,15 +191,31 @@ def _detect(head: bytes, tail: bytes, size: int, complete: bool, settings: Setti
         bom=bool(guess.bom),
         dialect=dialect,
         line_terminator=guess_dialect.line_terminator,
-        skip_rows=skip_rows,
-        header_rows=header_rows,
-        headers=headers,
+        skip_rows=shape.skip_rows,
+        header_rows=shape.header_rows,
+        headers=shape.headers,
         column_types=column_types,
         estimated_rows=estimated,
-        sample_rows=len(data),
-        trailer_rows=trailer_rows,
+        sample_rows=len(shape.data),
+        trailer_rows=len(shape.trailer),
         warnings=tuple(warnings),
+        skipped_lines=shape.skipped,
+        trailer_lines=shape.trailer,
+        dropped_trailing_columns=shape.fit.dropped,
+        unnamed_columns=shape.fit.unnamed,
+        header_forced=options.header is not None,
+        blank_lines_are_values=shape.blank_values,
+        blocks=shape.blocks,
+        block=shape.block,
+        last_line=shape.last_line,
     )
+
+
+def _estimate(shape: Shape, data_bytes: int, used_bytes: int) -> int:
+    """Data rows in the file (or in the chosen block, which ends inside the sample)."""
+    if shape.last_line is not None:
+        return len(shape.data)
+    return _estimate_rows(len(shape.data), data_bytes, used_bytes)
 
 
 def _make_detection(*, dialect: Dialect, **fields: object) -> Detection:
@@ -205,10 +232,10 @@ def _make_detection(*, dialect: Dialect, **fields: object) -> Detection:
     return Detection(**values)  # type: ignore[arg-type]
 
 
-def _column_types(data: Sequence[SampleRecord], count: int, settings: Settings) -> tuple[ColumnType, ...]:
+def _column_types(data: Sequence[list[str]], count: int, settings: Settings) -> tuple[ColumnType, ...]:
     tracker = TypeTracker(count, date_order=settings.date_order)
-    for record in data:
-        tracker.observe(record.values)
+    for values in data:
+        tracker.observe(values)
     types = tracker.result()
     if settings.type_policy is TypePolicy.INFER:
         return types
@@ -221,8 +248,11 @@ def _estimate_rows(sample_rows: int, data_bytes: int, used_bytes: int) -> int:
     return round(sample_rows * data_bytes / used_bytes)
 
 
-def _tail_records(tail: bytes, encoding: str, bom: int, size: int, dialect: Dialect) -> list[list[str]]:
-    """The last non-blank records of a file larger than the sample, from its tail bytes."""
+def _tail_records(tail: bytes, encoding: str, bom: int, size: int, dialect: Dialect) -> list[SampleRecord]:
+    """The last non-blank records of a file larger than the sample, from its tail bytes.
+
+    Their line numbers count from the tail's first whole line, not from the file's start.
+    """
     if not tail:
         return []
     start = size - len(tail)
@@ -235,4 +265,4 @@ def _tail_records(tail: bytes, encoding: str, bom: int, size: int, dialect: Dial
         return []
     text = text[min(breaks) + 1 :].lstrip("\n")
     records = parse_records(split_lines(text), dialect)
-    return [r.values for r in records if not r.blank][-5:]
+    return [r for r in records if not r.blank][-TAIL_RECORDS:]

@@ -20,6 +20,13 @@ Decisions:
   by a space (``a, b, c``); then ``a, "b, c"`` reads as two fields, as the writer meant.
 * No delimiter candidate gives more than one column: a single-column file; its delimiter is the
   first allowlisted character that does not occur in the sample (``,`` if all do).
+* Space is no candidate (prose is full of spaces), except when no allowlisted delimiter reads
+  the sample consistently and most lines hold quoted fields standing between spaces
+  (``2024-02-11 08:30 3 "Tea towel, blue" 4.50``): then a space reading that gives one width of
+  three or more columns to 90% of the records wins.
+* A delimiter the file names itself (Excel's ``sep=;`` first line) is the only candidate.
+* ``#`` comment lines at the top are left out of the scoring: a long comment block would
+  otherwise outvote the table's rows.
 """
 
 from __future__ import annotations
@@ -27,13 +34,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+
+from backend.detection.clever import NUDGE, clevercsv_dialect, may_decide
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +52,12 @@ DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", ":"
 _SCORE_RECORDS = 1000
 _SCORE_CHARS = 256 * 1024
 _TYPE_RECORDS = 200
-_CLEVERCSV_CHARS = 16 * 1024
-_CLEVERCSV_LINES = 64
-_CLEVERCSV_MAX_LINE = 4096
 _EPS = 0.001
-#: CleverCSV's choice gets this factor: enough to break a near-tie, never to overrule.
-_CLEVERCSV_NUDGE = 1.05
 _PADDING_SHARE = 0.9
+#: A space-delimited reading must give this share of records one width (and 3+ columns).
+_SPACE_CONSISTENCY = 0.9
+#: A quoted field standing between spaces or line ends: the mark of a space-delimited file.
+_SPACED_QUOTE = re.compile(r'(?:^| )"[^"\n]*"(?= |\r?$)', re.MULTILINE)
 
 _NUMBER = re.compile(
     r"[-+(]?[$€£¥]?\s?(?:\d+|\d{1,3}(?:[,. '\u00a0]\d{3})+)(?:[.,]\d+)?(?:[eE][-+]?\d+)?\s?[%$€£¥)]?"
@@ -228,94 +235,61 @@ def _padded(text: str, delimiter: str) -> bool:
     return text.count(delimiter + " ") >= _PADDING_SHARE * total
 
 
-def _clevercsv_dialect(lines: Sequence[str], delimiters: Sequence[str]) -> Dialect | None:
-    """CleverCSV's opinion on a small, bounded slice of the sample (None when it has none)."""
-    chunk: list[str] = []
-    size = 0
-    for line in lines[:_CLEVERCSV_LINES]:
-        if len(line) > _CLEVERCSV_MAX_LINE:
-            return None  # long cells make its type regexes slow (CleverCSV#13, #15)
-        if size + len(line) > _CLEVERCSV_CHARS:
-            break
-        chunk.append(line)
-        size += len(line)
-    if not chunk or not delimiters:
-        return None
-    from clevercsv.detect import Detector  # imports no pandas; ~0.3 s, so only when needed
-
-    started = time.perf_counter()
-    try:
-        found = Detector().detect("".join(chunk), delimiters=list(delimiters))
-    except Exception as exc:  # noqa: BLE001 - a third-party heuristic must never fail detection
-        log.debug("clevercsv_failed", error=repr(exc))
-        return None
-    log.debug("clevercsv", seconds=round(time.perf_counter() - started, 4), dialect=repr(found))
-    if found is None or not found.delimiter or found.delimiter not in delimiters:
-        return None
-    return Dialect(
-        found.delimiter,
-        found.quotechar or None,
-        found.escapechar or None,
-        doublequote=not found.escapechar,
-    )
-
-
-def _clevercsv_may_decide(candidates: Sequence[_Candidate]) -> bool:
-    """Whether CleverCSV's nudge could change the choice among `candidates`.
-
-    Its answer only multiplies one candidate's score by _CLEVERCSV_NUDGE. When the best score
-    beats every other one nudged, no answer can change the winner (the same float products as
-    in `detect_dialect`, and a strict comparison, so ties still go to CleverCSV): it is not
-    asked. That is most files (one clear delimiter), and it costs ~10 ms a file, the largest
-    share of detecting a small one.
-    """
-    if len(candidates) < 2:
-        return False
-    best = max(candidates, key=lambda c: c.score)
-    return any(c is not best and c.score * _CLEVERCSV_NUDGE >= best.score for c in candidates)
-
-
-def detect_dialect(text: str, *, complete: bool = False) -> DialectGuess:
+def detect_dialect(text: str, *, complete: bool = False, delimiter: str | None = None) -> DialectGuess:
     """Choose the dialect of a decoded sample made of complete lines.
 
     Args:
         text: decoded sample, cut after its last complete line.
         complete: `text` is the whole file (an open quote at its end is then a stray quote).
+        delimiter: the delimiter the file names (a ``sep=`` hint); only its quoting is chosen.
     """
     lines = split_lines(text)
     score_lines: list[str] = []
     size = 0
-    for line in lines:
+    # A block of '#' comment lines on top (BLAST, many instruments) is no evidence of the dialect.
+    comments = next((k for k, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    for line in lines[comments if comments < len(lines) else 0 :]:
         score_lines.append(line)
         size += len(line)
         if len(score_lines) >= _SCORE_RECORDS or size >= _SCORE_CHARS:
             break
     score_text = "".join(score_lines)
-    delimiters = _candidate_delimiters(score_text)
-    present = "".join(delimiters)
+    delimiters = [delimiter] if delimiter else _candidate_delimiters(score_text)
+    present = "".join(_candidate_delimiters(score_text) if delimiter else delimiters)
 
     scores: dict[str, float] = {}
     per_delimiter: list[_Candidate] = []
     whole = complete and len(score_lines) == len(lines)
-    for delimiter in delimiters:
-        chosen = _best_quoting(score_lines, score_text, delimiter, present, complete=whole)
+    for candidate in delimiters:
+        chosen = _best_quoting(score_lines, score_text, candidate, present, complete=whole)
         scores[repr(chosen.dialect)] = chosen.score
         per_delimiter.append(chosen)
 
-    cleverc = _clevercsv_dialect(score_lines, delimiters) if _clevercsv_may_decide(per_delimiter) else None
+    cleverc: Dialect | None = None
+    if not delimiter and may_decide([c.score for c in per_delimiter]):
+        found = clevercsv_dialect(score_lines, delimiters)
+        if found is not None:
+            cleverc = Dialect(found[0], found[1], found[2], doublequote=not found[2])
 
     def nudged(candidate: _Candidate) -> float:
         if cleverc is not None and cleverc.delimiter == candidate.dialect.delimiter:
-            return candidate.score * _CLEVERCSV_NUDGE
+            return candidate.score * NUDGE
         return candidate.score
 
     # max() keeps the first of equal scores: the allowlist order breaks exact ties.
     best = max(per_delimiter, key=nudged, default=None)
+    if not delimiter and (best is None or best.width <= 1 or best.consistency < _SPACE_CONSISTENCY):
+        spaced = _space_delimited(score_lines, score_text, present, whole)
+        if spaced is not None and (best is None or best.width <= 1 or spaced.score > best.score):
+            best = spaced
+            scores[repr(spaced.dialect)] = spaced.score
 
     if best is None or best.width <= 1:
         # One column: pick a delimiter the sample never uses so that every line stays whole.
-        delimiter = next((d for d in (",", "\t", ";", "|") if d not in score_text), ",")
-        single = Dialect(delimiter, '"')
+        if delimiter:
+            single = Dialect(delimiter, '"')
+        else:
+            single = Dialect(next((d for d in (",", "\t", ";", "|") if d not in score_text), ","), '"')
         records = parse_records(score_lines, single)
         widths = [len(r.values) for r in records if r.values]
         share = widths.count(1) / len(widths) if widths else 1.0
@@ -329,6 +303,20 @@ def detect_dialect(text: str, *, complete: bool = False) -> DialectGuess:
         cleverc,
         scores,
     )
+
+
+def _space_delimited(lines: Sequence[str], text: str, present: str, complete: bool) -> _Candidate | None:
+    """The space-delimited reading, when most lines hold quoted fields between spaces."""
+    nonblank = [line for line in lines if line.strip()]
+    if not nonblank:
+        return None
+    quoted = sum(1 for line in nonblank if _SPACED_QUOTE.search(line))
+    if quoted * 2 < len(nonblank):
+        return None
+    candidate = _best_quoting(lines, text, " ", present + " ", complete=complete)
+    if candidate.width < 3 or candidate.consistency < _SPACE_CONSISTENCY:
+        return None
+    return candidate
 
 
 def _swallows(candidate: _Candidate, delimiter: str) -> bool:

@@ -9,8 +9,11 @@ Order (jawah/charset_normalizer#627, #358 and #371 show why statistics come last
    middle of a character is trimmed by the incremental decoder. Pure ASCII counts as UTF-8.
    A sample that is mostly valid UTF-8 with a few bad bytes is a damaged UTF-8 file: an error
    naming the byte offset in strict mode, UTF-8 with U+FFFD in replace mode.
-4. Too few non-ASCII bytes for statistics (short files): cp1252, else latin-1.
-5. charset-normalizer on the lines holding non-ASCII bytes, limited to an allowlist; any
+4. Line breaks that are all CR (no LF anywhere): Mac Roman. Excel for Mac writes its "CSV
+   (Macintosh)" format that way; nothing else writes CR-only lines with 8-bit text today, and
+   read as cp1252 every accent would silently become another character.
+5. Too few non-ASCII bytes for statistics (short files): cp1252, else latin-1.
+6. charset-normalizer on the lines holding non-ASCII bytes, limited to an allowlist; any
    western single-byte answer becomes cp1252 (its superset of latin-1's printable range),
    and latin-1 only when the bytes are undefined in cp1252 (0x81, 0x8D, 0x8F, 0x90, 0x9D).
 """
@@ -222,6 +225,12 @@ def detect_encoding(
 
 
 def _legacy(data: bytes, where: str) -> EncodingGuess:
+    if b"\r" in data and b"\n" not in data:
+        return EncodingGuess(
+            "mac-roman",
+            0.6,
+            warnings=("CR-only line breaks and non-UTF-8 bytes: Mac Roman (Excel's CSV (Macintosh))",),
+        )
     high = len(data) - len(data.translate(None, _HIGH))
     fallback = "latin_1" if _CP1252_UNDEFINED.search(data) else "cp1252"
     if high < MIN_STATISTICAL_BYTES:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backend.detection.dialect import DELIMITER_NAMES
-from backend.models import ColumnKind, ColumnType, Detection
+from backend.models import ColumnKind, ColumnType, Detection, SkippedLine
+from backend.naming import name_clashes
 
 _LINE_ENDINGS = {"\n": "LF", "\r\n": "CRLF", "\r": "CR", "mixed": "mixed"}
 
@@ -35,6 +36,45 @@ def _quote(detection: Detection) -> str:
     return f"{detection.quotechar} ({how})"
 
 
+def _lines(skipped: SkippedLine) -> str:
+    if not skipped.line:
+        return "end"
+    return f"line {skipped.line}" if skipped.end == skipped.line else f"lines {skipped.line}-{skipped.end}"
+
+
+def _layout(detection: Detection, columns: Sequence[str]) -> list[str]:
+    """What was skipped above the table, dropped from it or below it, renamed and stacked."""
+    out: list[str] = []
+    if detection.skipped_lines:
+        out.append("Skipped above the header:")
+        out.extend(f"  {_lines(s)}: {s.reason}: {s.text!r}" for s in detection.skipped_lines)
+    if detection.dropped_trailing_columns:
+        k = detection.dropped_trailing_columns
+        out.append(
+            f"Dropped: {k} empty trailing field{'s' if k > 1 else ''} per row (a trailing delimiter); "
+            f"a row with a value there keeps it"
+        )
+    if detection.unnamed_columns:
+        k = detection.unnamed_columns
+        out.append(f"Unnamed: the data has {k} more column{'s' if k > 1 else ''} than the header names")
+    if detection.trailer_lines:
+        out.append("Trailer (not loaded):")
+        out.extend(f"  {_lines(s)}: {s.reason}: {s.text!r}" for s in detection.trailer_lines)
+    if detection.header_rows:
+        clashes = name_clashes(detection.headers, columns)
+        if clashes:
+            out.append("Renamed (names that clash once normalised; export writes the originals):")
+            out.extend(
+                f"  {raw!r} -> {column} (clashes with {earlier!r})" for raw, column, earlier in clashes
+            )
+    if detection.blocks:
+        out.append("Stacked tables:")
+        for i, block in enumerate(detection.blocks):
+            mark = "  (read)" if i == detection.block else ""
+            out.append(f"  {i + 1}. {block.describe()}, {block.rows} rows{mark}")
+    return out
+
+
 def format_detection(detection: Detection, columns: Sequence[str]) -> str:
     """A table of what `detect` found, then one line per column (original, normalized, type).
 
@@ -56,12 +96,18 @@ def format_detection(detection: Detection, columns: Sequence[str]) -> str:
         ("Escape", repr(detection.escapechar) if detection.escapechar else "none"),
         ("Line endings", _LINE_ENDINGS.get(detection.line_terminator, repr(detection.line_terminator))),
         ("Preamble lines", str(detection.skip_rows)),
-        ("Header rows", str(detection.header_rows) + ("" if detection.header_rows else " (names generated)")),
+        (
+            "Header rows",
+            str(detection.header_rows)
+            + ("" if detection.header_rows else " (names generated)")
+            + (" (forced)" if detection.header_forced else ""),
+        ),
         ("Trailer rows", str(detection.trailer_rows)),
         ("Data rows", rows),
     ]
     width = max(len(label) for label, _ in facts)
     out = [f"{label.ljust(width)}  {value}" for label, value in facts]
+    out.extend(_layout(detection, columns))
     if detection.warnings:
         out.append("Warnings:")
         out.extend(f"  - {warning}" for warning in detection.warnings)

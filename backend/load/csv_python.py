@@ -5,7 +5,11 @@ its exact offset and line, even when the source is a non-seekable stream), split
 lines the way the csv module expects (``\\n``, ``\\r\\n`` and ``\\r`` all end a line) and parsed
 by the C csv reader. Memory stays bounded by one chunk, the longest record and the trailer
 look-ahead. Values are exactly as written: no stripping, no NA guessing; ragged rows are
-yielded as they are (the loader applies the ragged-rows policy).
+yielded as they are (the loader applies the ragged-rows policy), except for what the Detection
+says is no value: empty fields left by trailing delimiters (`dropped_trailing_columns`) are
+dropped, a blank line of a one-column file is a row of one empty value
+(`blank_lines_are_values`; blank lines at the very end are not rows), and records that start
+after `last_line` (the end of the chosen stacked table) are not read.
 """
 
 from __future__ import annotations
@@ -170,8 +174,8 @@ def iter_runs(
     Raises:
         DetectionError: as `iter_rows`.
     """
-    if detection.trailer_rows:
-        # The trailer look-ahead needs rows one at a time anyway.
+    if detection.trailer_rows or detection.blank_lines_are_values or detection.last_line is not None:
+        # The trailer look-ahead, blank-line values and a block end need rows one at a time.
         return _group(iter_rows(path, detection, decode_errors=decode_errors), width, size)
     return _parse(
         path, detection, decode_errors, lambda reader, offset: _runs(reader, detection, offset, width, size)
@@ -186,7 +190,10 @@ def _runs(
     number = 0
     rows: list[list[str]] = []
     append = rows.append
+    dropped = detection.dropped_trailing_columns
     for values in reader:
+        if dropped and len(values) == width + dropped and not any(values[width:]):
+            values = values[:width]  # trailing delimiters: empty fields, no values
         if len(values) == width:
             append(values)
             if len(rows) >= size:
@@ -231,27 +238,62 @@ def _records(reader: Any, detection: Detection, line_offset: int) -> Iterator[tu
     previous = _skip_header(reader, detection)
     if previous is None:
         return
-    number = 0
-    trailer = detection.trailer_rows
-    if trailer:
-        pending: deque[tuple[int, list[str]]] = deque()
+    if not (
+        detection.trailer_rows
+        or detection.dropped_trailing_columns
+        or detection.blank_lines_are_values
+        or detection.last_line is not None
+    ):
+        # The hot loop: one C-parsed row in, one tuple out.
+        number = 0
         for values in reader:
-            start = previous + 1 + line_offset
+            start = previous + 1
             previous = reader.line_num
             if values:
-                pending.append((start, values))
-                if len(pending) > trailer:
-                    start, values = pending.popleft()
-                    number += 1
-                    yield number, start, values
+                number += 1
+                yield number, start + line_offset, values
         return
-    # The hot loop: one C-parsed row in, one tuple out.
-    for values in reader:
-        start = previous + 1
-        previous = reader.line_num
-        if values:
+    records = _with_lines(reader, previous, line_offset)
+    if detection.blank_lines_are_values:
+        records = _blank_values(records)
+    if detection.last_line is not None:
+        last = detection.last_line
+        records = itertools.takewhile(lambda item: item[0] <= last, records)
+    width, dropped = len(detection.headers), detection.dropped_trailing_columns
+    number = 0
+    pending: deque[tuple[int, list[str]]] = deque()
+    trailer = detection.trailer_rows
+    for start, values in records:
+        if not values:
+            continue  # a blank line is no record
+        if dropped and len(values) == width + dropped and not any(values[width:]):
+            values = values[:width]
+        pending.append((start, values))
+        if len(pending) > trailer:
+            start, values = pending.popleft()
             number += 1
-            yield number, start + line_offset, values
+            yield number, start, values
+
+
+def _with_lines(reader: Any, previous: int, line_offset: int) -> Iterator[tuple[int, list[str]]]:
+    """(start line, values) of every record, blank lines included (as [])."""
+    for values in reader:
+        start = previous + 1 + line_offset
+        previous = reader.line_num
+        yield start, values
+
+
+def _blank_values(records: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
+    """Blank lines as rows of one empty value, except those at the very end of the file."""
+    blanks: list[int] = []
+    for start, values in records:
+        if not values:
+            blanks.append(start)
+            continue
+        for line in blanks:
+            yield line, [""]
+        blanks = []
+        yield start, values
 
 
 def _skip_header(reader: Any, detection: Detection) -> int | None:

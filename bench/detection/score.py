@@ -8,6 +8,8 @@
 * Cell F1: cells are a multiset of (column, value) pairs (header cells tagged apart), so one
   misplaced row costs only its own cells; precision over the cells returned, recall over the
   truth's cells.
+* A file the truth says must be refused (``Case.refused``) is exact, with F1 1.0, only when
+  the reader refused it with a reason containing that text; any table returned scores 0.
 """
 
 from __future__ import annotations
@@ -56,8 +58,17 @@ def _cells(header: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> Count
     return cells
 
 
+def score_refusal(case: Case, reason: str) -> Score:
+    """The score of a reader that refused the file (raised) with `reason`."""
+    if case.refused is not None and case.refused in reason:
+        return Score(True, 1.0)
+    return Score(False, 0.0, reason[:200])
+
+
 def score(case: Case, prediction: Prediction) -> Score:
     """Exactness and cell F1 of one prediction."""
+    if case.refused is not None:
+        return Score(False, 0.0, f"read a file that must be refused ({case.refused})")
     delimiter = case.expect.get("delimiter") or ","
     truth_rows = repair(case.rows, case.width, delimiter)
     rows = repair(prediction.rows, _width(prediction), prediction.delimiter)

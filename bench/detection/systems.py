@@ -73,7 +73,8 @@ class OursCli:
                 ]
             )
             if code != 0:
-                raise RuntimeError(f"load failed ({code}): {sink.getvalue().strip()[-300:]}")
+                # The whole message: a refusal's reason is scored by its text.
+                raise RuntimeError(f"load failed ({code}): {sink.getvalue().strip()}")
             code = main([*common, "export", table, "--database-url", self._db, "--out", str(out)])
         if code != 0:
             raise RuntimeError(f"export failed ({code}): {sink.getvalue().strip()[-300:]}")

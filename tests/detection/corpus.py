@@ -247,6 +247,8 @@ class Case:
     rows: tuple[tuple[str, ...], ...]
     expect: dict[str, Any] = field(default_factory=dict)
     width: int = 0  # the clean table's width
+    #: The file must be refused with a reason containing this text (then headers/rows are empty).
+    refused: str | None = None
 
     @property
     def table_rows(self) -> list[list[str]]:
@@ -332,7 +334,13 @@ def write(
         for row in other.rows:
             lines.append(_render_row(row, style))
             truth.append(row)
-    lines.extend(style.trailer)
+    # A trailer line as wide as the table (``Total,123`` under ``key,value``) whose numbers are
+    # not the column sums is not unmistakable: it is a data row (issue 16, item 9).
+    trailer = tuple(t for t in style.trailer if len(t.split(style.delimiter)) != table.width)
+    for line in style.trailer:
+        lines.append(line)
+        if line not in trailer:
+            truth.append(tuple(line.split(style.delimiter)))
 
     endings = [style.line_ending] if isinstance(style.line_ending, str) else list(style.line_ending)
     text_parts = []
@@ -353,7 +361,7 @@ def write(
         "delimiter": style.delimiter,
         "header_rows": (len(style.extra_header_rows) + 1) if style.header else 0,
         "skip_rows": len(style.preamble),
-        "trailer_rows": len(style.trailer),
+        "trailer_rows": len(trailer),
     }
     if style.quotechar == "'" or style.stray_quote is not None:
         expected["quotechar"] = style.quotechar if style.stray_quote is None else None
@@ -364,6 +372,10 @@ def write(
     else:
         expected["line_terminator"] = "mixed"
     expected.update(expect or {})
+    if style.second_table is not None:
+        # Two tables, each with its own header: refused with both blocks named (issue 16, item 5),
+        # never read as one table with the second header among the rows.
+        return Case(name, category, data, None, (), expected, table.width, refused="stacked tables")
     return Case(name, category, data, headers, tuple(truth), expected, table.width)
 
 

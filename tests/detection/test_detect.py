@@ -123,11 +123,16 @@ class TestTypesAndWarnings:
         detection = detect(write(tmp_path, "d\n01/02/2024\n03/04/2024\n"), settings)
         assert detection.column_types[0].date_format == "%m/%d/%Y"
 
-    def test_second_table_is_a_warning(self, tmp_path: Path, settings: Settings) -> None:
-        """A second table further down is reported as a warning, not an error."""
-        text = "id,name,score\n1,a,2\n3,b,4\n\nother,table\nx,y\nz,w\n"
-        detection = detect(write(tmp_path, text), settings)
-        assert any("second table" in w and "line 5" in w for w in detection.warnings)
+    def test_second_table_is_refused_naming_both_blocks(self, tmp_path: Path, settings: Settings) -> None:
+        """A second table with its own header is refused, naming each block's lines and width.
+
+        (Was a warning; issue 16 item 5 asks for a refusal that says what to split.)
+        """
+        text = "id,name,score\n1,a,2\n3,b,4\n\nkey,value\nx,1\nz,2\n"
+        with pytest.raises(
+            DetectionError, match=r"stacked tables.*lines 1-3 \(3 columns\).*lines 5-7 \(2 columns\)"
+        ):
+            detect(write(tmp_path, text), settings)
 
     def test_damaged_utf8_in_sample_is_an_error_in_strict_mode(
         self, tmp_path: Path, settings: Settings

@@ -64,6 +64,36 @@ class TestCountHeaderRows:
         rows = table("id,,id\n1,2,3\n4,5,6\n7,8,9")
         assert count_header_rows(rows, 3) == 1
 
+    def test_short_code_header_of_the_codes_length(self) -> None:
+        """ISO over DEU, FRA... (same length, letters only) is a header: the length says nothing."""
+        rows = table("ISO,Country\nDEU,Germany\nFRA,France\nITA,Italy\nESP,Spain")
+        assert count_header_rows(rows, 2) == 1
+
+    def test_code_of_the_columns_form_is_data(self) -> None:
+        """k1 over k2, k3, k4 (same form, with digits) is a data row."""
+        rows = table("k1,\nk2,5\nk3,6\nk4,7")
+        assert count_header_rows(rows, 2) == 0
+
+    def test_mostly_empty_first_row_is_data(self) -> None:
+        """A first row with one of three cells filled names nothing: it is data."""
+        rows = table("A,,\nB,1,2\nC,3,4\nD,5,6")
+        assert count_header_rows(rows, 3) == 0
+
+    def test_single_year_over_counts_is_a_header(self) -> None:
+        """country,2023 over population counts is a header, though 2023 is a number."""
+        rows = table("country,2023\nGermany,84482267\nFrance,68170228\nItaly,58761146")
+        assert count_header_rows(rows, 2) == 1
+
+    def test_item_numbers_over_fractions_are_a_header(self) -> None:
+        """id,1,2,3 over fractions is a header of numbered items."""
+        rows = table("id,1,2,3\nA,0.12,0.53,0.97\nB,0.44,0.08,0.61\nC,0.91,0.27,0.35")
+        assert count_header_rows(rows, 4) == 1
+
+    def test_consecutive_numbers_over_whole_numbers_are_data(self) -> None:
+        """a,1,2,3 over whole numbers is just a data row."""
+        rows = table("a,1,2,3\nb,4,5,6\nc,7,8,9\nd,1,5,2")
+        assert count_header_rows(rows, 4) == 0
+
     @pytest.mark.parametrize(("text", "expected"), [("a,b,c", 1), ("1,2,3", 0)])
     def test_single_record(self, text: str, expected: int) -> None:
         """A lone record is a header unless it holds numbers or dates."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.detection.report import describe_type, format_detection
-from backend.models import ColumnKind, ColumnType, Detection
+from backend.models import ColumnKind, ColumnType, Detection, SkippedLine, TableBlock
 
 
 class TestFormatDetection:
@@ -56,3 +56,41 @@ class TestFormatDetection:
             describe_type(ColumnType(ColumnKind.DATETIME, date_format="%Y-%m-%d %H:%M"))
             == "datetime %Y-%m-%d %H:%M"
         )
+
+
+class TestLayoutReport:
+    def test_skipped_lines_and_dropped_columns_are_printed(self) -> None:
+        """detect's report lists each line skipped above the header with its reason, and the dropped field."""
+        detection = Detection(
+            encoding="utf-8",
+            delimiter=",",
+            skip_rows=2,
+            headers=("a", "b"),
+            skipped_lines=(
+                SkippedLine(1, 1, "title (one filled cell)", "Report October,,"),
+                SkippedLine(2, 2, "only delimiters", ",,"),
+            ),
+            dropped_trailing_columns=1,
+        )
+        text = format_detection(detection, ("a", "b"))
+        assert "Skipped above the header:" in text
+        assert "  line 1: title (one filled cell): 'Report October,,'" in text
+        assert "  line 2: only delimiters: ',,'" in text
+        assert "Dropped: 1 empty trailing field per row (a trailing delimiter)" in text
+
+    def test_trailer_renames_and_blocks_are_printed(self) -> None:
+        """The trailer, the renamed clashing columns and stacked blocks each get their own lines."""
+        detection = Detection(
+            encoding="utf-8",
+            delimiter=",",
+            headers=("Temp (°C)", "Temp [°C]"),
+            trailer_rows=1,
+            trailer_lines=(SkippedLine(9, 9, "trailer record (1 of 2 fields)", "EOF"),),
+            blocks=(TableBlock(1, 3, 2, 1, 2), TableBlock(5, None, 4, 5, 10)),
+            block=1,
+        )
+        text = format_detection(detection, ("temp_c", "temp_c_2"))
+        assert "  line 9: trailer record (1 of 2 fields): 'EOF'" in text
+        assert "  'Temp [°C]' -> temp_c_2 (clashes with 'Temp (°C)')" in text
+        assert "  1. lines 1-3 (2 columns), 2 rows" in text
+        assert "  2. lines 5-end (4 columns), 10 rows  (read)" in text
