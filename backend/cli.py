@@ -282,7 +282,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from backend.daemon.service import run
+    from backend.daemon.loop import run
 
     stop = threading.Event()
     signals_seen = [0]

@@ -114,6 +114,12 @@ class FileChangedError(RetryableError):
     stage = "claim"
 
 
+class ShutdownError(RetryableError):
+    """The daemon is stopping; the load was rolled back and the file stays for the next start."""
+
+    stage = "shutdown"
+
+
 class DatabaseUnavailableError(RetryableError):
     """The database is unreachable, timed out or reported a deadlock."""
 
@@ -124,3 +130,16 @@ class NotFoundError(IngestError):
     """An operator asked for a table, version or load that does not exist."""
 
     stage = "lookup"
+
+
+class ClaimConflictError(IngestError):
+    """Another attempt already holds the claim key (same content, same table)."""
+
+    stage = "claim"
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a fault point named in REFDATA_FAULTS (tests only; see `backend.faults`).
+
+    Deliberately no IngestError: an injected fault must look like the unexpected failure it stands for.
+    """

@@ -12,11 +12,9 @@ import os
 import time
 from collections import Counter
 
+from backend.errors import InjectedFault
+
 _hits: Counter[str] = Counter()
-
-
-class InjectedFault(RuntimeError):
-    """Raised at a fault point named in REFDATA_FAULTS."""
 
 
 def hit(point: str) -> None:

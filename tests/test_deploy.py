@@ -252,9 +252,9 @@ class TestWindowsShim:
         assert "NSSM" in err
 
     def test_runs_the_same_entry_point_as_systemd(self) -> None:
-        """The shim calls backend.daemon.service.run with the settings and its stop event, nothing else."""
+        """The shim calls backend.daemon.loop.run with the settings and its stop event, nothing else."""
         source = WINDOWS_SHIM.read_text(encoding="utf-8")
-        assert "from backend.daemon.service import run" in source
+        assert "from backend.daemon.loop import run" in source
         assert "run(settings, stop_event)" in source
 
 

@@ -23,11 +23,10 @@ import structlog
 
 from backend import tracking
 from backend.db.engine import Database
-from backend.db.schema import STATUS_PROCESSING
-from backend.errors import DatabaseUnavailableError, FileChangedError, FileRejectedError
+from backend.errors import ClaimConflictError, DatabaseUnavailableError, FileChangedError, FileRejectedError
 from backend.files import open_regular_file
 from backend.models import LoadRequest
-from backend.tracking import ClaimConflictError, TrackingRow, utcnow
+from backend.tracking import Status, TrackingRow, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +112,7 @@ def claim(db: Database, request: LoadRequest, table: str, size: int, mtime: floa
             continue  # released between our insert and our look-up: try again
         age = (utcnow() - holder.heartbeat_at).total_seconds() if holder.heartbeat_at else None
         alive = owner_alive(holder.owner, age, db.settings.lease_seconds)
-        if holder.status == STATUS_PROCESSING:
+        if holder.status == Status.PROCESSING:
             if alive:
                 return HeldElsewhere(holder)
             recover_row(db, holder.id, "owner stopped while loading")
@@ -127,25 +126,9 @@ def claim(db: Database, request: LoadRequest, table: str, size: int, mtime: floa
     raise DatabaseUnavailableError(f"{request.path.name}: claim kept changing hands; will try again")
 
 
-def recover_row(db: Database, tracking_id: int, reason: str, status: str = "interrupted") -> bool:
+def recover_row(db: Database, tracking_id: int, reason: str, status: Status = Status.INTERRUPTED) -> bool:
     """Close a `processing` row whose owner is gone (or gave up); True if this call closed it."""
-    t = db.catalog.tracking
-    with db.write() as conn:
-        closed = conn.execute(
-            sa.update(t)
-            .where(t.c.id == tracking_id, t.c.status == STATUS_PROCESSING)
-            .values(
-                status=status,
-                claim_key=None,
-                error_stage="recovery",
-                error_message=f"{status}: {reason}; the file is loaded again when found",
-                processed_at=utcnow(),
-                updated_at=utcnow(),
-            )
-        ).rowcount
-        if closed:
-            tracking.add_event(conn, db, tracking_id, "recovered", {"reason": reason, "by": tracking.OWNER})
-    return bool(closed)
+    return tracking.close_orphan(db, tracking_id, reason, status)
 
 
 def recover_stale(db: Database) -> int:
@@ -153,7 +136,7 @@ def recover_stale(db: Database) -> int:
     t = db.catalog.tracking
     with db.read() as conn:
         rows = conn.execute(
-            sa.select(t.c.id, t.c.owner, t.c.heartbeat_at).where(t.c.status == STATUS_PROCESSING)
+            sa.select(t.c.id, t.c.owner, t.c.heartbeat_at).where(t.c.status == Status.PROCESSING)
         ).all()
     now = utcnow()
     count = 0
@@ -194,7 +177,7 @@ def reconcile_moves(db: Database) -> int:
             sa.select(
                 t.c.id, t.c.file_path, t.c.file_hash, t.c.status, t.c.owner, t.c.heartbeat_at, t.c.updated_at
             ).where(
-                t.c.status.in_(("loaded", "duplicate", "error", "cancelled")),
+                t.c.status.in_(Status.settled()),
                 t.c.moved_to.is_(None),
                 t.c.updated_at >= since,
             )
@@ -207,39 +190,15 @@ def reconcile_moves(db: Database) -> int:
             continue
         path = Path(row.file_path)
         if os.path.lexists(path):
-            if row.status != "loaded":
-                done += _reopen(db, row.id)
+            if row.status != Status.LOADED:
+                done += tracking.reopen_unmoved(db, row.id)
             continue
         found = _find_moved(db, path, row.id, row.status, row.file_hash)
         if found is not None:
-            with db.write() as conn:
-                conn.execute(sa.update(t).where(t.c.id == row.id).values(moved_to=str(found), updated_at=now))
-                tracking.add_event(
-                    conn, db, row.id, "move_reconciled", {"to": str(found), "by": tracking.OWNER}
-                )
+            tracking.record_move(db, row.id, found, event_name="move_reconciled")
             log.warning("recorded where a file went before its owner died", tracking_id=row.id, to=str(found))
             done += 1
     return done
-
-
-def _reopen(db: Database, tracking_id: int) -> int:
-    t = db.catalog.tracking
-    with db.write() as conn:
-        changed = conn.execute(
-            sa.update(t)
-            .where(t.c.id == tracking_id, t.c.moved_to.is_(None))
-            .values(
-                status="interrupted",
-                claim_key=None,
-                error_message="interrupted: the owner died before moving the file; it is tried again",
-                updated_at=utcnow(),
-            )
-        ).rowcount
-        if changed:
-            tracking.add_event(
-                conn, db, tracking_id, "recovered", {"reason": "not moved", "by": tracking.OWNER}
-            )
-    return int(changed or 0)
 
 
 def _find_moved(db: Database, path: Path, tracking_id: int, status: str, sha256: str | None) -> Path | None:
@@ -284,12 +243,4 @@ def _find_moved(db: Database, path: Path, tracking_id: int, status: str, sha256:
 
 def renew(db: Database, tracking_ids: list[int]) -> None:
     """Refresh the heartbeat of our in-flight rows so other daemons keep off them."""
-    if not tracking_ids:
-        return
-    t = db.catalog.tracking
-    with db.write() as conn:
-        conn.execute(
-            sa.update(t)
-            .where(t.c.id.in_(tracking_ids), t.c.status == STATUS_PROCESSING)
-            .values(heartbeat_at=utcnow())
-        )
+    tracking.renew(db, tracking_ids)

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import structlog
 
@@ -104,6 +105,43 @@ class Heartbeat:
         if self._interval is not None and now >= self._due:
             self._notifier.watchdog()
             self._due = now + self._interval
+
+
+class StatusLine:
+    """The one line ``systemctl status`` shows: what waits, what loads, what today brought."""
+
+    #: Seconds between two STATUS= updates (they change with every file of a burst).
+    EVERY_SECONDS = 2.0
+
+    def __init__(self, notify: Notifier) -> None:
+        self._notify = notify
+        self._day = ""
+        self._counts: dict[str, int] = {}
+        self._shown = ""
+        self._at = 0.0
+
+    def count(self, outcome: str) -> None:
+        self._roll()
+        self._counts[outcome] = self._counts.get(outcome, 0) + 1
+
+    def _roll(self) -> None:
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        if today != self._day:
+            self._day, self._counts = today, {}
+
+    def show(self, base: Path, waiting: int, in_flight: int, db_ok: bool) -> None:
+        if not self._notify.enabled:
+            return
+        self._roll()  # midnight UTC starts a new day even when nothing arrives
+        text = (
+            f"watching {base}: {waiting} waiting, {in_flight} loading; today (UTC) "
+            f"{self._counts.get('loaded', 0)} loaded, {self._counts.get('duplicate', 0)} duplicate, "
+            f"{self._counts.get('error', 0)} errors" + ("" if db_ok else "; database unavailable, retrying")
+        )
+        now = time.monotonic()
+        if text != self._shown and now - self._at >= self.EVERY_SECONDS:
+            self._notify.status(text)
+            self._shown, self._at = text, now
 
 
 def ready(status: str | None = None) -> bool:

@@ -7,7 +7,7 @@ deduplicated set of hinted paths and wakes whoever waits on it. Events can be lo
 shares, kernel queue overflow, which watchdog drops silently), so the caller rescans on every
 interval anyway and restarts the watcher when `alive` turns false.
 
-Typical loop (see `backend.daemon.service`)::
+Typical loop (see `backend.daemon.loop`)::
 
     watcher.start()
     while not stop.is_set():

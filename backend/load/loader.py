@@ -36,6 +36,7 @@ from backend.errors import (
     FileChangedError,
     FileRejectedError,
     IngestError,
+    InjectedFault,
     RetryableError,
     RowError,
     SchemaMismatchError,
@@ -537,7 +538,7 @@ def _wrap(exc: BaseException, path: Path) -> IngestError:
         return translate_error(exc)
     if isinstance(exc, KeyboardInterrupt):
         return CancelledError(f"{path.name}: interrupted", path=path)
-    if isinstance(exc, faults.InjectedFault):
+    if isinstance(exc, InjectedFault):
         return FileRejectedError(f"{path.name}: {exc}", path=path, stage="fault")
     if isinstance(exc, MemoryError):
         return FileRejectedError(f"{path.name}: out of memory while loading", path=path)

@@ -1,4 +1,4 @@
-"""Windows service shim: runs the same `backend.daemon.service.run(settings, stop_event)` as systemd.
+"""Windows service shim: runs the same `backend.daemon.loop.run(settings, stop_event)` as systemd.
 
     python deploy\\windows\\service.py --startup auto install   (elevated prompt)
     python deploy\\windows\\service.py start | stop | remove
@@ -41,7 +41,7 @@ def run_service(stop_event: threading.Event) -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from backend.config import load_settings
-    from backend.daemon.service import run
+    from backend.daemon.loop import run
     from backend.log import configure_logging
 
     settings = load_settings()

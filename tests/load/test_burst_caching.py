@@ -20,6 +20,7 @@ from backend.load.evolve import add_column
 from backend.load.loader import load_file
 from backend.load.plan import metadata_columns
 from backend.models import LoadRequest, LoadType
+from backend.tracking import events as tracking_events
 from tests.support import export_rows, make_settings, open_db, write_csv
 
 PEOPLE = [["id", "name"], ["1", "Ann"], ["2", "Bob"]]
@@ -232,7 +233,7 @@ class TestDeferredTracking:
     def test_old_deferred_write_is_written_at_once(self, env, tmp_path, monkeypatch):
         """A queue older than MAX_DEFER_SECONDS is written at the next call instead of waiting longer."""
         _, db, _ = env
-        monkeypatch.setattr(tracking, "MAX_DEFER_SECONDS", 0.0)
+        monkeypatch.setattr(tracking_events, "MAX_DEFER_SECONDS", 0.0)
         tracking_id = tracking.start(db, LoadRequest(path=tmp_path / "x.csv"), table="x", size=1, mtime=1.0)
         tracking.defer(db, tracking_id, event=("staged", {}), schema_report="{}")
         assert not tracking.pending(db, tracking_id)

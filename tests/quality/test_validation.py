@@ -229,7 +229,7 @@ class TestFailureRecord:
 
     def test_daemon_writes_the_report_into_the_error_sidecar(self, tmp_path, sqlite_url):
         """Through the daemon, the rejected file lands in error/ with rule, count and rows in its sidecar."""
-        from backend.daemon.service import run
+        from backend.daemon.loop import run
 
         settings = make_settings(tmp_path, sqlite_url, monitor_interval=0.05, stability_checks=1, workers=1)
         tables = settings.config_dir / "tables"

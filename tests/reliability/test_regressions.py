@@ -1,6 +1,6 @@
 """The defects the campaign found, each pinned by a small, fast test.
 
-Each is a plain test that fails on the code before its fix: those in the daemon (service, claim,
+Each is a plain test that fails on the code before its fix: those in the daemon (settle, claim,
 watcher, lifecycle, engine) and those in the load path (loader, detection, driver errors), which
 were first pinned as strict xfails and are fixed now.
 """
@@ -22,9 +22,10 @@ import sqlalchemy as sa
 
 from backend import tracking
 from backend.config import Settings
-from backend.daemon import claim, service
+from backend.daemon import claim, housekeeping, probes, settle
 from backend.daemon import folders as lifecycle
 from backend.daemon.metrics import Metrics
+from backend.daemon.runtime import Runtime
 from backend.daemon.stability import ReadyFile, StabilityTracker
 from backend.daemon.watcher import scan
 from backend.db import open_database
@@ -38,8 +39,8 @@ pytestmark = [pytest.mark.reliability]
 
 
 # ------------------------------------------------------------------------------------ helpers
-def make_runtime(tmp_path: Path, url: str | None = None, **overrides: Any) -> service.Runtime:
-    """What `service.run` builds, without the loop: real settings, database, tracker and folders."""
+def make_runtime(tmp_path: Path, url: str | None = None, **overrides: Any) -> Runtime:
+    """What `loop.run` builds, without the loop: real settings, database, tracker and folders."""
     settings = make_settings(
         tmp_path,
         url or f"sqlite:///{tmp_path / 'rt.db'}",
@@ -48,7 +49,7 @@ def make_runtime(tmp_path: Path, url: str | None = None, **overrides: Any) -> se
         **overrides,
     )
     lifecycle.ensure_directories(settings.dropoff_base_path)
-    return service.Runtime(
+    return Runtime(
         settings=settings,
         db=open_db(settings),
         stop=threading.Event(),
@@ -64,7 +65,7 @@ def rt(tmp_path: Path):
     runtime.db.dispose()
 
 
-def folder(rt: service.Runtime, kind: str = "none_reference_data_table", mode: str = "append") -> Path:
+def folder(rt: Runtime, kind: str = "none_reference_data_table", mode: str = "append") -> Path:
     return rt.settings.dropoff_base_path / kind / mode
 
 
@@ -73,14 +74,14 @@ def ready(path: Path) -> ReadyFile:
     return ReadyFile(path=path, size=info.st_size, mtime=info.st_mtime)
 
 
-def statuses(rt: service.Runtime) -> list[str]:
+def statuses(rt: Runtime) -> list[str]:
     with rt.db.engine.connect() as conn:
         return [
             s for (s,) in conn.execute(sa.text('SELECT status FROM ref."File_Monitor_Tracking" ORDER BY id'))
         ]
 
 
-def rows_of(rt: service.Runtime, sql: str) -> list[Any]:
+def rows_of(rt: Runtime, sql: str) -> list[Any]:
     with rt.db.engine.connect() as conn:
         return list(conn.execute(sa.text(sql)).all())
 
@@ -91,7 +92,7 @@ def unreachable(tmp_path: Path) -> Any:
     return open_database(make_settings(tmp_path / "away", url, db_connect_timeout_seconds=1))
 
 
-# --------------------------------------------------------------------------- fixed: service
+# --------------------------------------------------------------------------- fixed: settle
 class TestLoadedFileThatCannotBeMoved:
     def test_a_loaded_file_stays_loaded_when_processed_is_unusable_and_moves_later(self, rt):
         """A committed load whose move fails stays `loaded` (not error/) and is later moved, not reloaded."""
@@ -101,11 +102,11 @@ class TestLoadedFileThatCannotBeMoved:
         processed.write_text("not a folder")  # the move fails (ENOTDIR), even for root
         path = drop / "events.csv"
         path.write_text("id\n1\n2\n")
-        assert service.process_file(rt, ready(path)) == "loaded"
+        assert settle.process_file(rt, ready(path)) == "loaded"
         assert path.exists() and statuses(rt) == ["loaded"]
         processed.unlink()
         processed.mkdir()
-        assert service.process_file(rt, ready(path)) == "loaded"
+        assert settle.process_file(rt, ready(path)) == "loaded"
         assert not path.exists() and len(list(processed.iterdir())) == 1
         assert statuses(rt) == ["loaded"]
         assert rows_of(rt, "SELECT COUNT(*) FROM ref.events")[0][0] == 2
@@ -120,13 +121,13 @@ class TestLoadedFileThatCannotBeMoved:
         processed.write_text("not a folder")  # loads commit, their moves fail
         first, second = drop / "codes_20240101.csv", drop / "codes_20240102.csv"
         first.write_text("code\nA\n")
-        assert service.process_file(rt, ready(first)) == "loaded"
+        assert settle.process_file(rt, ready(first)) == "loaded"
         second.write_text("code\nB\n")
-        assert service.process_file(rt, ready(second)) == "loaded"
+        assert settle.process_file(rt, ready(second)) == "loaded"
         processed.unlink()
         processed.mkdir()
         # The first file is seen again: it was loaded once and must only be moved now.
-        assert service.process_file(rt, ready(first)) == "loaded"
+        assert settle.process_file(rt, ready(first)) == "loaded"
         assert not first.exists() and statuses(rt) == ["loaded", "loaded"]
         assert rows_of(rt, "SELECT code FROM ref.codes") == [("B",)]
 
@@ -140,11 +141,11 @@ class TestRefusedFileThatCannotBeMoved:
         error.write_text("not a folder")
         path = drop / "broken.csv"
         path.write_text("a,b\n1,2,3\n")
-        assert service.process_file(rt, ready(path)) == "retry"
+        assert settle.process_file(rt, ready(path)) == "retry"
         assert path.exists() and statuses(rt) == ["retry"]
         error.unlink()
         error.mkdir()
-        assert service.process_file(rt, ready(path)) == "error"
+        assert settle.process_file(rt, ready(path)) == "error"
         assert statuses(rt) == ["retry", "error"]
         assert [p.name.endswith(".error.json") for p in sorted(error.iterdir())].count(True) == 1
 
@@ -156,11 +157,11 @@ class TestDuplicateRace:
         path = drop / "codes.csv"
         path.write_text("code\nA\n")
         sha, size, mtime = claim.hash_file(path)
-        assert service.process_file(rt, ready(path)) == "loaded"
+        assert settle.process_file(rt, ready(path)) == "loaded"
         request = LoadRequest(path=path, load_type=LoadType.APPEND, is_reference=False, sha256=sha)
         outcome = claim.claim(rt.db, request, "codes", size, mtime)
         assert isinstance(outcome, claim.AlreadyLoaded) and not outcome.recovered
-        assert service._already_loaded(rt, path, drop, request, "codes", size, outcome) == "gone"
+        assert settle.already_loaded(rt, path, drop, request, "codes", size, outcome) == "gone"
         assert statuses(rt) == ["loaded"]
 
 
@@ -178,7 +179,7 @@ class TestHeldFile:
         now = time.time() + 10
         rt.tracker.check([path], now)
         (item,) = rt.tracker.check([path], now + 1)
-        assert service.process_file(rt, item) == "held"
+        assert settle.process_file(rt, item) == "held"
         rt.tracker.check([path], now + 2)
         assert rt.tracker.check([path], now + 3), "the held file was never handed out again"
 
@@ -190,7 +191,7 @@ class TestRefusedBeforeAnyClaim:
         secret.write_text("user,password\nroot,hunter2\n")
         path = folder(rt) / "linked.csv"
         os.link(secret, path)
-        assert service.process_file(rt, ready(path)) == "error"
+        assert settle.process_file(rt, ready(path)) == "error"
         ((status, message, moved_to, row_id),) = rows_of(
             rt, 'SELECT status, error_message, moved_to, id FROM ref."File_Monitor_Tracking"'
         )
@@ -211,7 +212,7 @@ class TestRefusedBeforeAnyClaim:
         worker.join(5)
         assert not worker.is_alive(), "hashing a FIFO blocked"
         assert isinstance(errors[0], FileRejectedError)
-        assert service.reject_entry(rt, path, refused[path]) == "error"
+        assert settle.reject_entry(rt, path, refused[path]) == "error"
         ((status, message, moved_to),) = rows_of(
             rt, 'SELECT status, error_message, moved_to FROM ref."File_Monitor_Tracking"'
         )
@@ -238,7 +239,7 @@ class TestKilledBetweenStatusAndMove:
         """Killed after the move but before recording it: the next daemon finds the file and records it."""
         path = folder(rt) / "killed.csv"
         path.write_text("n\n1\n")
-        assert service.process_file(rt, ready(path)) == "loaded"
+        assert settle.process_file(rt, ready(path)) == "loaded"
         ((row_id, moved_to),) = rows_of(rt, 'SELECT id, moved_to FROM ref."File_Monitor_Tracking"')
         tracking.update(rt.db, row_id, moved_to=None, owner=dead_owner())
         assert claim.reconcile_moves(rt.db) == 1
@@ -249,14 +250,14 @@ class TestKilledBetweenStatusAndMove:
         drop = folder(rt, "reference_data_table", "fullload")
         path = drop / "bad.csv"
         path.write_text("a,b\n1,2,3\n")
-        assert service.process_file(rt, ready(path)) == "error"
+        assert settle.process_file(rt, ready(path)) == "error"
         (row_id, moved_to) = rows_of(rt, 'SELECT id, moved_to FROM ref."File_Monitor_Tracking"')[0]
         os.replace(moved_to, path)  # as if the move never happened
         lifecycle.sidecar_path(Path(moved_to)).unlink()
         tracking.update(rt.db, row_id, moved_to=None, owner=dead_owner())
         assert claim.reconcile_moves(rt.db) == 1
         assert statuses(rt) == ["interrupted"]
-        assert service.process_file(rt, ready(path)) == "error"
+        assert settle.process_file(rt, ready(path)) == "error"
         assert statuses(rt) == ["interrupted", "error"]
 
 
@@ -265,9 +266,9 @@ class TestDatabaseFailures:
         """Thirty files failing in the same round add one step of backoff (1 s), not thirty (60 s)."""
         before = time.monotonic()
         for _ in range(30):
-            service._db_failed(rt, DatabaseUnavailableError("down"))
-        assert rt.db_failures == 1
-        assert rt.db_retry_at - before < 2
+            rt.outage.failed(DatabaseUnavailableError("down"))
+        assert rt.outage.failures == 1
+        assert rt.outage.retry_at - before < 2
 
     def test_an_attempt_the_database_could_not_close_is_closed_when_it_is_back(self, rt, tmp_path):
         """Our row left `processing` by a database failure is closed later, so the file loads, not "held"."""
@@ -279,29 +280,29 @@ class TestDatabaseFailures:
         assert isinstance(attempt, claim.Claimed)
         real, rt.db = rt.db, unreachable(tmp_path)
         try:
-            service._close_attempt(rt, attempt.tracking_id, "the database went away")
+            settle.close_attempt(rt, attempt.tracking_id, "the database went away")
         finally:
             rt.db.dispose()
             rt.db = real
         assert statuses(rt) == ["processing"]
-        service._catch_up(rt)
-        assert service.process_file(rt, ready(path)) == "loaded"
+        housekeeping.catch_up(rt)
+        assert settle.process_file(rt, ready(path)) == "loaded"
         assert statuses(rt) == ["retry", "loaded"]
 
     def test_a_move_the_database_could_not_record_is_recorded_when_it_is_back(self, rt, tmp_path):
         """A file moved while the database was away gets its `moved_to` once the database answers again."""
         path = folder(rt) / "moved.csv"
         path.write_text("n\n1\n")
-        assert service.process_file(rt, ready(path)) == "loaded"
+        assert settle.process_file(rt, ready(path)) == "loaded"
         (row_id,) = rows_of(rt, 'SELECT id FROM ref."File_Monitor_Tracking"')[0]
         target = folder(rt) / "processed" / "elsewhere.csv"
         real, rt.db = rt.db, unreachable(tmp_path)
         try:
-            service._record_move_later_if_needed(rt, row_id, target)
+            settle.record_move_later(rt, row_id, target)
         finally:
             rt.db.dispose()
             rt.db = real
-        service._catch_up(rt)
+        housekeeping.catch_up(rt)
         assert rows_of(rt, 'SELECT moved_to FROM ref."File_Monitor_Tracking"')[0][0] == str(target)
 
     @pytest.mark.postgres
@@ -310,13 +311,13 @@ class TestDatabaseFailures:
         runtime = make_runtime(tmp_path, pg_url)
         database = sa.engine.make_url(pg_url).database
         try:
-            service._db_failed(runtime, DatabaseUnavailableError("database unavailable: earlier failure"))
-            ok, body = service.readiness(runtime)
+            runtime.outage.failed(DatabaseUnavailableError("database unavailable: earlier failure"))
+            ok, body = probes.readiness(runtime)
             assert ok and body["checks"]["database"]["status"] == "warn"
             with admin(pg_url, "postgres") as conn:
                 conn.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
             runtime.db.engine.dispose()
-            ok, body = service.readiness(runtime)
+            ok, body = probes.readiness(runtime)
             assert not ok and body["checks"]["database"]["status"] == "fail"
             assert "read-only" in body["checks"]["database"]["output"]
         finally:
