@@ -12,9 +12,6 @@ PY := $(VENV)/bin/python
 # REQUIRE_POSTGRES=1, so a selection without PostgreSQL tests fails; run .venv/bin/pytest for those.
 PYTEST_ARGS ?=
 
-# Targets that call the CLI fail with a plain message until backend/cli.py exists.
-need_cli = @test -f backend/cli.py || { echo "make $@: backend/cli.py does not exist yet" >&2; exit 1; }
-
 .PHONY: help deps setup run demo test lint typecheck bench clean
 
 help: ## List the targets
@@ -25,15 +22,13 @@ deps: ## Create .venv (python3 -m venv) and pip install requirements-dev.txt whe
 	@bash scripts/bootstrap.sh python-env
 
 setup: deps ## deps, then create the dropoff folders and the database tables (idempotent)
-	@if [ -f setup_directories.py ]; then $(PY) setup_directories.py; fi
-	@if [ -f backend/cli.py ]; then $(PY) -m backend init-db; fi
+	$(PY) setup_directories.py
+	$(PY) -m backend init-db
 
 run: setup ## Run the daemon in the foreground on the embedded SQLite default (Ctrl-C stops)
-	$(need_cli)
 	$(PY) -m backend run
 
 demo: setup ## Drop examples/*.csv into the fullload folder, load them once, print the status
-	$(need_cli)
 	mkdir -p dropoff/reference_data_table/fullload
 	cp examples/*.csv examples/*.tsv dropoff/reference_data_table/fullload/
 	# Short checks so the demo does not wait the production 6 x 15 s stability window.
@@ -41,9 +36,12 @@ demo: setup ## Drop examples/*.csv into the fullload folder, load them once, pri
 	$(PY) -m backend status
 	$(PY) -m backend export countries | head -5
 
-test: setup ## Run all tests; starts a throwaway PostgreSQL (installed with apt-get if missing and root)
+test: setup ## All tests (a throwaway PostgreSQL, installed with apt-get if missing and root), then lint and types
 	@bash scripts/bootstrap.sh system-packages
 	REQUIRE_POSTGRES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 lint: deps ## ruff check + ruff format --check
 	$(VENV)/bin/ruff check .
@@ -52,9 +50,8 @@ lint: deps ## ruff check + ruff format --check
 typecheck: deps ## mypy, strict on backend/
 	$(VENV)/bin/mypy
 
-bench: deps ## Run the benchmarks (bench/run) if they exist
-	@if [ -f bench/run ]; then PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bench/run; \
-	else echo "make bench: there is no bench/run yet"; fi
+bench: deps ## Run the load benchmarks (bench/run)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bench/run
 
 clean: ## Remove caches and build output (keeps .venv, data/ and dropoff/)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info bench/out

@@ -10,6 +10,7 @@ leave the process: log lines, CLI errors, sidecars, tracking rows.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Iterable
@@ -89,3 +90,18 @@ def scrub(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def sha256_hex(value: str | None) -> str | None:
+    """The SHA-256 of the UTF-8 value as 64 lower-case hex digits (empty and NULL stay)."""
+    if value is None or value == "":
+        return value
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def mask_value(value: str | None) -> str | None:
+    """All but the last four characters replaced by ``*`` (values of four or fewer: all)."""
+    if value is None or value == "":
+        return value
+    keep = value[-4:] if len(value) > 4 else ""
+    return "*" * (len(value) - len(keep)) + keep

@@ -1,6 +1,6 @@
 """Plain, immutable data handed from one stage of a file's journey to the next.
 
-path -> StableFile -> Detection -> TablePlan -> StageResult -> LoadResult -> Outcome
+ReadyFile (daemon.stability) -> Detection -> TablePlan -> StageResult -> LoadResult -> Outcome (daemon.settle)
 """
 
 from __future__ import annotations
@@ -88,16 +88,6 @@ class ColumnType:
             true_text=data.get("true_text"),
             false_text=data.get("false_text"),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class StableFile:
-    """A file that stopped changing and is ready to be loaded."""
-
-    path: Path
-    size: int
-    mtime: float
-    sha256: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,7 @@ def recover_stale(db: Database) -> int:
     t = db.catalog.tracking
     with db.read() as conn:
         rows = conn.execute(
-            sa.select(t.c.id, t.c.owner, t.c.heartbeat_at).where(t.c.status == Status.PROCESSING)
+            sa.select(t.c.id, t.c.owner, t.c.heartbeat_at).where(t.c.status == Status.PROCESSING.value)
         ).all()
     now = utcnow()
     count = 0

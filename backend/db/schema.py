@@ -15,9 +15,6 @@ TRACKING_TABLE = "File_Monitor_Tracking"
 EVENTS_TABLE = "File_Monitor_Events"
 REFERENCE_CFG_TABLE = "Reference_Data_Cfg"
 
-#: Tracking statuses. `processing` is the only non-final one.
-STATUS_PROCESSING = "processing"
-FINAL_STATUSES = ("loaded", "duplicate", "error", "cancelled", "interrupted", "retry")
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: Timestamps: DATETIME2 on SQL Server (DATETIME rounds to 3 ms and is the legacy type).

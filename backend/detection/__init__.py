@@ -36,7 +36,6 @@ from backend.models import ColumnKind, ColumnType, Detection, SkippedLine, TypeP
 
 __all__ = [
     "DELIMITER_NAMES",
-    "HAS_SKIPINITIALSPACE",
     "MIN_CONSISTENCY",
     "STACKED_CHOICES",
     "TAIL_BYTES",
@@ -50,7 +49,6 @@ TAIL_BYTES = 64 * 1024
 #: Records of the tail that the trailer is looked for in.
 TAIL_RECORDS = 60
 #: Whether this models.Detection can say "drop the spaces after each delimiter".
-HAS_SKIPINITIALSPACE = "skipinitialspace" in Detection.__dataclass_fields__
 
 
 def detect(
@@ -166,11 +164,7 @@ def _detect(
     )
     warnings = [*guess.warnings, *shape.warnings]
     if dialect.skipinitialspace:
-        warnings.append(
-            "spaces after each delimiter are padding and are dropped"
-            if HAS_SKIPINITIALSPACE
-            else "values keep the space that follows each delimiter (padding)"
-        )
+        warnings.append("spaces after each delimiter are padding and are dropped")
     width = shape.fit.width
     column_types = _column_types(shape.data, width, settings)
     bom = len(guess.bom)
@@ -224,11 +218,9 @@ def _make_detection(*, dialect: Dialect, **fields: object) -> Detection:
         "quotechar": dialect.quotechar,
         "escapechar": dialect.escapechar,
         "doublequote": dialect.doublequote,
+        "skipinitialspace": dialect.skipinitialspace,
         **fields,
     }
-    # Detection gains `skipinitialspace` in a later models.py; until then padding stays in values.
-    if HAS_SKIPINITIALSPACE:
-        values["skipinitialspace"] = dialect.skipinitialspace
     return Detection(**values)  # type: ignore[arg-type]
 
 

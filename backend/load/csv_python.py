@@ -37,8 +37,7 @@ def reader_options(detection: Detection) -> dict[str, Any]:
         "delimiter": detection.delimiter,
         "doublequote": detection.doublequote,
         "escapechar": detection.escapechar,
-        # A Detection without skipinitialspace (older models.py) keeps padding in the values.
-        "skipinitialspace": bool(getattr(detection, "skipinitialspace", False)),
+        "skipinitialspace": detection.skipinitialspace,
         "strict": False,
     }
     if detection.quotechar is None:

@@ -190,7 +190,7 @@ def load_file(
         )
     except BaseException as exc:
         raw.close()
-        error = exc if isinstance(exc, IngestError) else _wrap(exc, path)
+        error = exc if isinstance(exc, IngestError) else _wrap(exc, path, db)
         if tracking_id is not None:
             status = (
                 "cancelled"
@@ -531,10 +531,9 @@ def _close_failed(db: Database, tracking_id: int, status: str, error: IngestErro
         log.warning("could not record the failure", tracking_id=tracking_id, error=str(exc))
 
 
-def _wrap(exc: BaseException, path: Path) -> IngestError:
+def _wrap(exc: BaseException, path: Path, db: Database) -> IngestError:
     # Bulk paths talk to the driver directly (COPY, executemany), so its own errors arrive too.
-    driver_error = type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3", "pyodbc")
-    if isinstance(exc, sa.exc.DBAPIError) or driver_error:
+    if isinstance(exc, sa.exc.DBAPIError) or db.adapter.is_driver_error(exc):
         return translate_error(exc)
     if isinstance(exc, KeyboardInterrupt):
         return CancelledError(f"{path.name}: interrupted", path=path)

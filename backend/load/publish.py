@@ -18,13 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from backend import faults
+from backend import faults, tracking
 from backend.db.engine import Database
 from backend.errors import RowError
 from backend.load.evolve import align_backup, kind_of
 from backend.load.plan import backup_definition, backup_index_name, evolve_live, final_types, prepare_live
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
-from backend.tracking import add_event, encode_types, to_json, upsert_reference_cfg, utcnow
+from backend.tracking import add_event, to_json, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,32 +75,17 @@ def publish(
     if inserted is not None and inserted >= 0 and inserted != expected_rows:
         raise RowError(f"published {inserted} rows but staged {expected_rows}; rolled back", stage="publish")
     if load_type is LoadType.FULLLOAD:
-        # The table now holds only this content: earlier contents may be dropped again later.
-        # Not a file that is still in the drop folder (its move failed, or a crash came between
-        # commit and move): freeing its key would load it a second time when it is seen again.
-        t = db.catalog.tracking
-        conn.execute(
-            sa.update(t)
-            .where(t.c.table_name == plan.table, t.c.id != tracking_id, t.c.claim_key.isnot(None))
-            .where(t.c.status.in_(("loaded", "duplicate")), t.c.moved_to.isnot(None))
-            .values(claim_key=None)
-        )
-    cfg_inserted = upsert_reference_cfg(conn, db, plan.table, tracking_id) if is_reference else False
-    t = db.catalog.tracking
-    conn.execute(
-        sa.update(t)
-        .where(t.c.id == tracking_id)
-        .values(
-            status="loaded",
-            rows_loaded=expected_rows,
-            backup_version=backup_version,
-            reference_config_inserted=cfg_inserted,
-            processed_at=now,
-            updated_at=now,
-            progress_percent=100.0,
-            column_types=encode_types(stored),
-            **tracking_values,
-        )
+        tracking.release_replaced_keys(conn, db, plan.table, tracking_id)
+    cfg_inserted = tracking.upsert_reference_cfg(conn, db, plan.table, tracking_id) if is_reference else False
+    tracking.mark_loaded(
+        conn,
+        db,
+        tracking_id,
+        rows_loaded=expected_rows,
+        backup_version=backup_version,
+        reference_config_inserted=cfg_inserted,
+        column_types=tracking.encode_types(stored),
+        **tracking_values,
     )
     for name, details in events:
         add_event(conn, db, tracking_id, name, details)

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from backend import tracking
 from backend.daemon import folders as lifecycle
 from backend.db.engine import Database
-from backend.db.schema import STATUS_PROCESSING
 from backend.errors import IngestError, NotFoundError
 
 
@@ -39,10 +38,13 @@ def db_status(db: Database, *, recent: int = 20) -> dict[str, Any]:
     )
     with db.read() as conn:
         in_flight = conn.execute(
-            sa.select(*cols).where(t.c.status == STATUS_PROCESSING).order_by(t.c.id)
+            sa.select(*cols).where(t.c.status == tracking.Status.PROCESSING.value).order_by(t.c.id)
         ).all()
         last = conn.execute(
-            sa.select(*cols).where(t.c.status != STATUS_PROCESSING).order_by(t.c.id.desc()).limit(recent)
+            sa.select(*cols)
+            .where(t.c.status != tracking.Status.PROCESSING.value)
+            .order_by(t.c.id.desc())
+            .limit(recent)
         ).all()
         errors = conn.execute(
             sa.select(*cols)
@@ -112,21 +114,8 @@ def history(db: Database, table: str | None, limit: int = 20) -> list[dict[str, 
 
 
 def request_cancel(db: Database, tracking_id: int) -> None:
-    """Ask the daemon to stop load `tracking_id` between batches (it rolls back and goes to error/)."""
-    t = db.catalog.tracking
-    with db.write() as conn:
-        changed = conn.execute(
-            sa.update(t)
-            .where(t.c.id == tracking_id, t.c.status == STATUS_PROCESSING)
-            .values(cancel_requested=True)
-        ).rowcount
-        if changed:
-            tracking.add_event(conn, db, tracking_id, "cancel_requested", {})
-    if not changed:
-        row = tracking.get(db, tracking_id)
-        if row is None:
-            raise NotFoundError(f"no load with id {tracking_id}")
-        raise IngestError(f"load {tracking_id} is not running (status {row.status})")
+    """Ask the daemon to stop load `tracking_id` (see `tracking.request_cancel`)."""
+    tracking.request_cancel(db, tracking_id)
 
 
 def retry(db: Database | None, base: Path, target: str) -> Path:

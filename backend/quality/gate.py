@@ -139,7 +139,7 @@ def check_staged(
     protect = {
         n: a.value for n, (_k, a) in actions.items() if a in (SensitiveAction.HASH, SensitiveAction.MASK)
     }
-    protect_staged(conn, stage, protect)
+    protect_staged(conn, db.adapter, stage, protect)
     stored = {**profile, "validation": _summary(report)}
     return Checked(report, stored, _protected_types(columns, types, protect))
 

@@ -24,7 +24,6 @@ run must not let data through.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,39 +36,8 @@ from backend.policies import Severity, TablePolicy
 from backend.quality.validation import RuleResult
 
 PROCEDURE_PREFIX = "sp_ref_validate_"
-#: Parameters a validation procedure may declare, without the leading @.
-PROCEDURE_PARAMETERS = ("stage_table", "load_id", "load_type", "table_name")
 #: Issues kept in the report per hook.
 MAX_ISSUES = 20
-
-
-@dataclass(frozen=True)
-class ProcedureStatements:
-    """The three statements of the SQL Server hook (kept apart so they can be compiled in tests)."""
-
-    exists: sa.TextClause
-    parameters: sa.TextClause
-    name: str
-
-    def execute(self, declared: list[str]) -> sa.TextClause:
-        """``EXEC <proc> @p = :p, ...`` for the declared parameters we know."""
-        wanted = [p for p in PROCEDURE_PARAMETERS if p in declared]
-        args = ", ".join(f"@{p} = :{p}" for p in wanted)
-        return sa.text(f"SET NOCOUNT ON; EXEC {self.name} {args}".rstrip())
-
-
-def procedure_statements(conn_or_dialect: Any, schema: str, table: str) -> ProcedureStatements:
-    """Statements that find and run ``<schema>.sp_ref_validate_<table>`` on SQL Server."""
-    dialect = getattr(conn_or_dialect, "dialect", conn_or_dialect)
-    preparer = dialect.identifier_preparer
-    name = f"{preparer.quote_schema(schema)}.{preparer.quote(PROCEDURE_PREFIX + table)}"
-    return ProcedureStatements(
-        exists=sa.text("SELECT OBJECT_ID(:name, 'P')").bindparams(name=name),
-        parameters=sa.text(
-            "SELECT name FROM sys.parameters WHERE object_id = OBJECT_ID(:name, 'P') ORDER BY parameter_id"
-        ).bindparams(name=name),
-        name=name,
-    )
 
 
 def run_hooks(
@@ -84,7 +52,7 @@ def run_hooks(
 ) -> list[RuleResult]:
     """Run the table's procedure (SQL Server) and query file (any dialect); one result each that ran."""
     results: list[RuleResult] = []
-    if db.dialect_name == "mssql" and policy.validation_procedure:
+    if policy.validation_procedure:
         found = _run_procedure(conn, db, stage, policy, table=table, load_type=load_type, load_id=load_id)
         if found is not None:
             results.append(found)
@@ -104,7 +72,9 @@ def _run_procedure(
     load_id: int | None,
 ) -> RuleResult | None:
     schema = policy.validation_schema or db.catalog.data_schema
-    statements = procedure_statements(conn, schema, table)
+    statements = db.adapter.procedure_statements(conn, schema, PROCEDURE_PREFIX + table)
+    if statements is None:
+        return None  # no stored procedures on this database
     label = f"procedure({schema}.{PROCEDURE_PREFIX}{table})"
     try:
         if conn.execute(statements.exists).scalar() is None:

@@ -10,22 +10,22 @@ Protection happens in the staging table, after validation and before publish, so
 and bkp never hold the clear values: ``hash`` stores the SHA-256 of the UTF-8 value as 64 lower-case
 hex digits (unsalted, so equal values still join; low-entropy values such as phone numbers can be
 recovered by brute force, prefer ``refuse`` when that matters); ``mask`` keeps the last four
-characters and replaces the others with ``*``. SQLite uses Python functions registered on the
-load's own connection; PostgreSQL 11+ and SQL Server use built-in functions (SQL Server needs
+characters and replaces the others with ``*``. SQLite uses Python functions registered on every
+connection; PostgreSQL 11+ and SQL Server use built-in functions (SQL Server needs
 2019+ for the UTF-8 collation that makes its hash equal to the others').
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from backend.db.adapter import DialectAdapter
 from backend.detection.types import value_kind
+from backend.masking import mask_value
 from backend.models import ColumnKind
 from backend.policies import SensitiveAction, TablePolicy
 
@@ -100,20 +100,6 @@ def classify(values: Sequence[str]) -> str | None:
     return kind if hits >= FLAG_SHARE * len(values) else None
 
 
-def sha256_hex(value: str | None) -> str | None:
-    if value is None or value == "":
-        return value
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def mask_value(value: str | None) -> str | None:
-    """All but the last four characters replaced by ``*`` (values of four or fewer: all)."""
-    if value is None or value == "":
-        return value
-    keep = value[-4:] if len(value) > 4 else ""
-    return "*" * (len(value) - len(keep)) + keep
-
-
 def redact(policy: TablePolicy, column: str, value: str) -> str:
     """`value` as it may appear in a message, a sidecar, a log or an event: masked when the
     table's policy protects the column (hash, mask or refuse), as it is otherwise."""
@@ -141,52 +127,14 @@ def redact_row(policy: TablePolicy, columns: Sequence[str]) -> Callable[[list[st
     return mask
 
 
-def protect_staged(conn: Connection, stage: sa.Table, actions: dict[str, str]) -> None:
+def protect_staged(
+    conn: Connection, adapter: DialectAdapter, stage: sa.Table, actions: dict[str, str]
+) -> None:
     """Replace the values of each column in `actions` ({column: "hash" | "mask"}) in the staging table."""
     if not actions:
         return
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        raw = conn.connection.driver_connection
-        raw.create_function("refdata_sha256", 1, sha256_hex, deterministic=True)  # type: ignore[union-attr]
-        raw.create_function("refdata_mask", 1, mask_value, deterministic=True)  # type: ignore[union-attr]
-    values = {name: protect_expression(dialect, stage.c[name], action) for name, action in actions.items()}
+    values = {name: adapter.protect_text(stage.c[name], action) for name, action in actions.items()}
     conn.execute(sa.update(stage).values(values))
-
-
-def protect_expression(dialect: str, column: Any, action: str) -> Any:
-    """SQL computing the hashed or masked form of `column` on `dialect` (empty and NULL stay)."""
-    if action == "hash":
-        if dialect == "sqlite":
-            return sa.func.refdata_sha256(column)
-        if dialect == "mssql":
-            return _mssql_hash(column)
-        digest = sa.func.sha256(sa.func.convert_to(column, "UTF8"))
-        return _keep_empty(column, sa.func.encode(digest, "hex"))
-    if action == "mask":
-        if dialect == "sqlite":
-            return sa.func.refdata_mask(column)
-        length = sa.func.length(column) if dialect == "mssql" else sa.func.char_length(column)
-        stars = sa.func.replicate if dialect == "mssql" else sa.func.repeat
-        kept = sa.func.right(column, 4)
-        masked = sa.case(
-            (length > 4, sa.func.concat(stars("*", length - 4), kept)),
-            else_=stars("*", length),
-        )
-        return _keep_empty(column, masked)
-    raise ValueError(f"unknown protection {action!r}")
-
-
-def _mssql_hash(column: Any) -> Any:
-    # Converting NVARCHAR to VARCHAR under a UTF-8 collation gives the UTF-8 bytes others hash.
-    as_varchar = sa.cast(column.collate("Latin1_General_100_CI_AS_SC_UTF8"), sa.VARCHAR())
-    digest = sa.func.hashbytes("SHA2_256", as_varchar)
-    hex_text = sa.func.lower(sa.func.convert(sa.literal_column("VARCHAR(64)"), digest, 2))
-    return _keep_empty(column, hex_text)
-
-
-def _keep_empty(column: Any, expression: Any) -> Any:
-    return sa.case((sa.or_(column.is_(None), column == ""), column), else_=expression)
 
 
 def flag_columns(samples: Iterable[tuple[str, Sequence[str]]]) -> dict[str, str]:

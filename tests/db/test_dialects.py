@@ -9,15 +9,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
 
-from backend.db.dialects import (
-    MSSQLAdapter,
-    PostgreSQLAdapter,
-    SQLiteAdapter,
-    adapter_for,
-    copy_text,
-    mssql_input_sizes,
-    text_width,
-)
+from backend.db.adapter import text_width
+from backend.db.dialects import adapter_for
+from backend.db.mssql import MSSQLAdapter, mssql_input_sizes
+from backend.db.postgresql import PostgreSQLAdapter, copy_text
+from backend.db.sqlite import SQLiteAdapter
 from backend.errors import ConfigError
 from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadType

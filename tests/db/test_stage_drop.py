@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from backend.db import dialects
+from backend.db import sqlite as sqlite_adapter
 from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadType
 from tests.support import export_rows, make_settings, open_db, write_csv
@@ -47,7 +47,7 @@ def test_a_big_sqlite_stage_closes_the_connection_and_the_next_load_reconnects(
     tmp_path, sqlite_url, monkeypatch, threshold, closes
 ):
     """Past the page threshold the connection is invalidated instead of DROP TABLE; loads go on."""
-    monkeypatch.setattr(dialects, "_SQLITE_DISCARD_PAGES", threshold)
+    monkeypatch.setattr(sqlite_adapter, "_SQLITE_DISCARD_PAGES", threshold)
     settings = make_settings(tmp_path, sqlite_url)
     db = open_db(settings)
     try:
@@ -65,7 +65,7 @@ def test_a_big_sqlite_stage_closes_the_connection_and_the_next_load_reconnects(
 
 def test_an_in_memory_sqlite_database_is_never_closed_to_drop_a_stage(tmp_path, monkeypatch):
     """In memory, the one shared connection is the database: the stage is dropped instead."""
-    monkeypatch.setattr(dialects, "_SQLITE_DISCARD_PAGES", 0)
+    monkeypatch.setattr(sqlite_adapter, "_SQLITE_DISCARD_PAGES", 0)
     settings = make_settings(tmp_path, "sqlite://")
     db = open_db(settings)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import Settings
-from backend.detection import HAS_SKIPINITIALSPACE, detect
+from backend.detection import detect
 from backend.load.csv_python import Run, iter_records, iter_runs
 
 from . import corpus as C
@@ -31,12 +31,7 @@ def _cases() -> list[C.Case]:
 
 
 def _param(case: C.Case) -> object:
-    marks = []
-    if case.name.endswith("/padded") and not HAS_SKIPINITIALSPACE:
-        marks.append(
-            pytest.mark.xfail(reason="models.Detection has no skipinitialspace field yet", strict=True)
-        )
-    return pytest.param(case, id=case.name, marks=marks)
+    return pytest.param(case, id=case.name)
 
 
 CASES = [_param(c) for c in _cases()]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.dialects.mssql import pyodbc
 
+from backend.db.mssql import procedure_statements
 from backend.errors import ValidationFailedError
-from backend.quality.hook import interpret, procedure_statements
+from backend.quality.hook import interpret
 
 #: The dialect the product uses for SQL Server (qmark parameters).
 MSSQL = pyodbc.dialect(paramstyle="qmark")
@@ -104,7 +105,7 @@ class TestContract:
 class TestProcedureStatements:
     def test_statements_compile_for_sql_server(self):
         """The existence check, the parameter query and the EXEC compile for mssql with bound values."""
-        statements = procedure_statements(MSSQL, "ref", "countries")
+        statements = procedure_statements(MSSQL, "ref", "sp_ref_validate_countries")
         assert statements.name == "ref.sp_ref_validate_countries"
         exists = statements.exists.compile(dialect=MSSQL)
         assert str(exists) == "SELECT OBJECT_ID(?, 'P')" and exists.params == {
@@ -118,10 +119,10 @@ class TestProcedureStatements:
 
     def test_parameterless_upstream_procedure_gets_no_arguments(self):
         """A procedure declaring no parameters (the upstream system's) is called without any."""
-        call = procedure_statements(MSSQL, "validation", "t").execute([])
+        call = procedure_statements(MSSQL, "validation", "sp_ref_validate_t").execute([])
         assert str(call.compile(dialect=MSSQL)) == "SET NOCOUNT ON; EXEC validation.sp_ref_validate_t"
 
     def test_odd_names_are_quoted(self):
         """Schema and table names that need quoting are bracketed."""
-        statements = procedure_statements(MSSQL, "my schema", "a]b")
+        statements = procedure_statements(MSSQL, "my schema", "sp_ref_validate_a]b")
         assert statements.name == "[my schema].[sp_ref_validate_a]]b]"

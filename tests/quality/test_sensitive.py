@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from backend.quality.sensitive import classify, iban_ok, kind_of_value, luhn_ok, mask_value, sha256_hex
+from backend.masking import mask_value, sha256_hex
+from backend.quality.sensitive import classify, iban_ok, kind_of_value, luhn_ok
 
 
 class TestChecksums:
