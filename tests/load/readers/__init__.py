@@ -1,0 +1,1 @@
+"""Tests of the readers for Excel, JSON, Parquet and compressed files (issue 17)."""
