@@ -263,7 +263,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.ops.export import restore_version
+    from backend.ops.restore import restore_version
 
     db = _db(settings)
     try:

@@ -20,7 +20,7 @@ from pathlib import PurePath
 #: Tables the product owns in the data schema; a file may not be named after them.
 RESERVED_TABLES = frozenset({"file_monitor_tracking", "file_monitor_events", "reference_data_cfg"})
 #: Metadata columns added to every loaded table; user columns never start with "_".
-METADATA_COLUMNS = ("_load_id", "_row_number", "_loaded_at", "_load_type")
+METADATA_COLUMNS = ("_load_id", "_row_number", "_loaded_at", "_load_type", "_version")
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _TIME = r"(?:[T _-]?\d{2}[:_-]?\d{2}(?:[:_-]?\d{2})?)?"

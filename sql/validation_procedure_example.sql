@@ -6,10 +6,11 @@
 --     exists, on its own session after staging the file and before publishing anything.
 --   * Parameters, all optional (declare only those you use; a procedure without parameters,
 --     as the upstream system generated them, keeps working):
---       @stage_table  SYSNAME       name of the session's #temp staging table, e.g. #refdata_stage_42;
---                                   it is private to the session, so read it with dynamic SQL.
---                                   Columns: _row_number BIGINT, then one NVARCHAR(MAX) per file
---                                   column (normalised names); empty cells are N''.
+--       @stage_table  NVARCHAR(300) the quoted, schema-qualified table holding this load's rows,
+--                                   e.g. [bkp].[countries__v7] (a fullload's new version) or
+--                                   [ref].[countries] (an append); read it with dynamic SQL and
+--                                   select WHERE _load_id = @load_id. Columns: the table's own
+--                                   (normalised names, typed), _row_number among the metadata.
 --       @load_id      BIGINT        ref.File_Monitor_Tracking.id of this load
 --       @load_type    NVARCHAR(16)  'fullload' or 'append'
 --       @table_name   SYSNAME       the target table's name (ref.<table_name>)
@@ -23,7 +24,7 @@
 --   * The service account needs EXECUTE on the procedure (GRANT EXECUTE ON SCHEMA::ref TO refdata_ingest).
 
 CREATE OR ALTER PROCEDURE [ref].[sp_ref_validate_countries]
-    @stage_table SYSNAME,
+    @stage_table NVARCHAR(300),
     @load_id     BIGINT       = NULL,
     @load_type   NVARCHAR(16) = NULL
 AS
@@ -37,9 +38,9 @@ BEGIN
 
     -- 1. Every code must be two upper-case letters.
     SET @sql = N'SELECT @n = COUNT(*), @f = MIN(CAST(_row_number AS NVARCHAR(20)))
-                 FROM ' + QUOTENAME(@stage_table) + N'
-                 WHERE code COLLATE Latin1_General_BIN2 NOT LIKE N''[A-Z][A-Z]''';
-    EXEC sys.sp_executesql @sql, N'@n BIGINT OUTPUT, @f NVARCHAR(4000) OUTPUT', @n = @count OUTPUT, @f = @first OUTPUT;
+                 FROM ' + @stage_table + N'
+                 WHERE _load_id = @id AND code COLLATE Latin1_General_BIN2 NOT LIKE N''[A-Z][A-Z]''';
+    EXEC sys.sp_executesql @sql, N'@id BIGINT, @n BIGINT OUTPUT, @f NVARCHAR(4000) OUTPUT', @id = @load_id, @n = @count OUTPUT, @f = @first OUTPUT;
     IF @count > 0
         INSERT INTO @issues (issue_detail)
         VALUES (CONCAT(@count, N' codes are not two upper-case letters (first at row ', @first, N')'));
@@ -50,10 +51,10 @@ BEGIN
         SET @sql = N'SELECT @n = COUNT(*), @f = MIN(c.code)
                      FROM [ref].[countries] AS c
                      WHERE c.code IN (SELECT o.country_code FROM [ref].[offices] AS o)
-                       AND NOT EXISTS (SELECT 1 FROM ' + QUOTENAME(@stage_table) + N' AS s WHERE s.code = c.code)';
+                       AND NOT EXISTS (SELECT 1 FROM ' + @stage_table + N' AS s WHERE s._load_id = @id AND s.code = c.code)';
         IF OBJECT_ID(N'[ref].[countries]', N'U') IS NOT NULL AND OBJECT_ID(N'[ref].[offices]', N'U') IS NOT NULL
         BEGIN
-            EXEC sys.sp_executesql @sql, N'@n BIGINT OUTPUT, @f NVARCHAR(4000) OUTPUT', @n = @count OUTPUT, @f = @first OUTPUT;
+            EXEC sys.sp_executesql @sql, N'@id BIGINT, @n BIGINT OUTPUT, @f NVARCHAR(4000) OUTPUT', @id = @load_id, @n = @count OUTPUT, @f = @first OUTPUT;
             IF @count > 0
                 INSERT INTO @issues (issue_detail)
                 VALUES (CONCAT(@count, N' codes used by ref.offices are missing from the file, e.g. ', @first));

@@ -78,3 +78,22 @@ def scalar(db: Database, sql: str, **params: Any) -> Any:
 def rows(db: Database, sql: str, **params: Any) -> list[Any]:
     with db.read() as conn:
         return list(conn.execute(sa.text(sql), params).all())
+
+
+def kept_versions(db: Database, table: str) -> list[int]:
+    """Numbers of the versions of `table` kept besides the current one, oldest first."""
+    from backend.tracking import versions
+
+    with db.read() as conn:
+        return [v.version for v in versions.versions_of(conn, db, table) if v.state == versions.KEPT]
+
+
+def version_count(db: Database, table: str, version: int) -> int:
+    """Rows of version `version` of `table`, counted in the table that holds it."""
+    from backend.tracking import versions
+
+    with db.read() as conn:
+        row = versions.version_of(conn, db, table, version)
+        assert row is not None, f"{table} has no version {version}"
+        held = sa.Table(row.object_name, sa.MetaData(), schema=row.object_schema, autoload_with=conn)
+        return int(conn.execute(sa.select(sa.func.count()).select_from(held)).scalar_one())

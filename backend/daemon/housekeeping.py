@@ -16,6 +16,7 @@ from backend.daemon import claim
 from backend.daemon import folders as lifecycle
 from backend.daemon.runtime import Runtime
 from backend.errors import DatabaseUnavailableError, IngestError
+from backend.load import versions
 from backend.ops.retention import prune_backups
 
 log = structlog.get_logger(__name__)
@@ -77,6 +78,7 @@ def start_housekeeping(rt: Runtime) -> Any:
         with contextlib.suppress(IngestError):
             claim.recover_stale(rt.db)
             claim.reconcile_moves(rt.db)
+            versions.drop_orphans(rt.db)
 
     def retention() -> None:
         settings = rt.settings

@@ -36,6 +36,7 @@ from backend.daemon.stability import StabilityTracker
 from backend.daemon.watcher import Watcher, scan
 from backend.db.engine import open_database
 from backend.errors import IngestError
+from backend.load import versions
 
 log = structlog.get_logger(__name__)
 
@@ -248,6 +249,7 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
     with contextlib.suppress(IngestError):
         claim.recover_stale(db)
         claim.reconcile_moves(db)
+        versions.drop_orphans(db)
     # With FORCE_POLLING the periodic rescan is all there is: a polling observer would only
     # walk the same folders a second time.
     watcher = None if settings.force_polling else Watcher(base, settings)

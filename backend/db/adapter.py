@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from backend.models import ColumnKind, ColumnType
 
 if TYPE_CHECKING:
     from backend.config import Settings
+    from backend.db.schema import Catalog
 
 #: Text columns are sized to the data, rounded up to one of these widths so that a later file
 #: with slightly longer values rarely needs the column widened.
@@ -71,22 +73,8 @@ class DialectAdapter(Protocol):
 
     def column_type(self, column_type: ColumnType) -> sa.types.TypeEngine[Any]: ...
 
-    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table: ...
-
-    def stage_writer(
-        self, conn: Connection, stage: sa.Table
-    ) -> contextlib.AbstractContextManager[Callable[[int, Rows], None]]:
-        """A function `send(first, rows)` that appends `rows` (values only) to `stage`, numbered
-        `first`, `first` + 1, ... in order; everything is sent when the context exits normally.
-        """
-        ...
-
     def value_length(self, value: Any) -> Any:
         """SQL for the length of a staged text value, in the units its column width counts."""
-        ...
-
-    def drop_stage(self, conn: Connection, stage: sa.Table) -> None:
-        """Get rid of `stage` after a load (outside any transaction); may close the connection."""
         ...
 
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None: ...
@@ -132,6 +120,108 @@ class DialectAdapter(Protocol):
         """Change `column` to `type_`, every row's new value given by the SQL expression `using`."""
         ...
 
+    #: A new version is filled in committed steps (and cleaned up after a crash) rather than in
+    #: the publish transaction itself: SQLite admits one writer, SQL Server bulk loads commit.
+    commits_while_loading: ClassVar[bool]
+
+    def version_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """(schema, name) of the table a new version of `table` is loaded into."""
+        ...
+
+    def current_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """Where that version's rows are once it is current."""
+        ...
+
+    def kept_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """Where they are once a newer version has replaced it."""
+        ...
+
+    def prepare_version(self, conn: Connection, new: sa.Table, version: int) -> None:
+        """Whatever a freshly created version table needs before it can become current."""
+        ...
+
+    def swap_versions(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int, old: int | None
+    ) -> Swap:
+        """Inside the publish transaction: make `new` (version `version`) the rows of ``ref.<table>``
+        and move the current version `old` (if any) to its kept place, as metadata only."""
+        ...
+
+    def in_version_layout(self, conn: Connection, catalog: Catalog, table: str) -> bool:
+        """Whether ``ref.<table>`` is laid out as versions (False: someone replaced it by hand)."""
+        ...
+
+    def temporary_view(self, conn: Connection, name: str, select: Any) -> str:
+        """Make `select` readable under a name for the rest of this session; returns the SQL name."""
+        ...
+
+    def drop_temporary_views(self, conn: Connection, names: Sequence[str]) -> None: ...
+
+    def add_version_column(self, conn: Connection, table: sa.Table, version: int) -> None:
+        """Give a table made by an earlier release the ``_version`` column, all rows `version`."""
+        ...
+
+    def adopt_current(self, conn: Connection, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """Turn an earlier release's plain ``ref.<table>`` into current version `version`; its place."""
+        ...
+
+    def writer(
+        self, conn: Connection, table: sa.Table, spec: WriteSpec
+    ) -> contextlib.AbstractContextManager[Sink]:
+        """A `Sink` writing a load's rows into `table`, converted to the columns' types;
+        everything is written when the context exits normally."""
+        ...
+
+
+class Sink(Protocol):
+    """Where a load's batches go: rows numbered `first`, `first` + 1, ..., values in the order of
+    `WriteSpec.columns`, either as the reader's lists (which it may extend) or as Arrow arrays."""
+
+    def rows(self, first: int, rows: Rows) -> None: ...
+
+    def arrow(self, first: int, columns: Sequence[Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Swap:
+    """What a version swap did with the replaced version."""
+
+    #: The replaced version is a partition of its table's bkp parent (PostgreSQL).
+    old_attached: bool = False
+    #: The bkp parent was rebuilt for a new definition: the versions it held now stand alone.
+    others_detached: bool = False
+
+
+@dataclass(frozen=True)
+class WriteSpec:
+    """What a writer sends besides the file's values: their columns, types and the row metadata."""
+
+    columns: tuple[str, ...]
+    types: Mapping[str, ColumnType]
+    load_id: int
+    loaded_at: datetime
+    load_type: str
+    version: int
+    empty_as_null: bool
+
+    @property
+    def metadata_values(self) -> tuple[tuple[str, Any], ...]:
+        """The metadata columns every row of this load carries (besides its ``_row_number``)."""
+        return (
+            ("_load_id", self.load_id),
+            ("_loaded_at", self.loaded_at),
+            ("_load_type", self.load_type),
+            ("_version", self.version),
+        )
+
+
+def version_name(table: str, version: int, max_length: int) -> str:
+    """The name of the table that holds version `version` of `table`."""
+    from backend.naming import shorten
+
+    name = f"{table}__v{version}"
+    return shorten(name, name, max_length)
+
 
 class BaseAdapter(ABC):
     """What most databases share; each adapter overrides the rest."""
@@ -166,10 +256,6 @@ class BaseAdapter(ABC):
 
     def value_length(self, value: Any) -> Any:
         return sa.func.length(value, type_=sa.Integer)
-
-    def drop_stage(self, conn: Connection, stage: sa.Table) -> None:
-        with conn.begin():
-            stage.drop(conn, checkfirst=False)
 
     def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
         # SQL Server: no live server here to prove a catalog query on, so always reflect in full.
@@ -217,11 +303,68 @@ class BaseAdapter(ABC):
         if isinstance(target, sa.Boolean):
             true = (column_type.true_text if column_type else None) or "true"
             false = (column_type.false_text if column_type else None) or "false"
-            return sa.case((value == true, sa.true()), (value == false, sa.false()), else_=sa.null())
+            # The simple CASE names the value once: it may be a single positional parameter.
+            return sa.case({true: sa.true(), false: sa.false()}, value=value, else_=sa.null())
         return sa.cast(value, target)
 
-    def _insert_sql(self, conn: Connection, table: sa.Table) -> str:
-        return str(sa.insert(table).compile(dialect=conn.dialect))
+    commits_while_loading: ClassVar[bool] = True
+
+    def insert_sql(self, conn: Connection, table: sa.Table, spec: WriteSpec) -> str:
+        """``INSERT ... VALUES`` with one ``?`` per file value (converted in SQL) and the row number
+        last; the metadata constants are written into the statement."""
+        placeholder: Any = sa.literal_column("?")
+        values = []
+        for name in spec.columns:
+            column_type = spec.types.get(name)
+            typed = column_type is not None and column_type.kind is not ColumnKind.TEXT
+            value: Any = sa.func.nullif(placeholder, "") if typed or spec.empty_as_null else placeholder
+            values.append(literal_sql(conn, self.cast_text(value, table.c[name].type, column_type)))
+        constants = [literal_sql(conn, sa.literal(v, table.c[k].type)) for k, v in spec.metadata_values]
+        preparer = conn.dialect.identifier_preparer
+        names = [*spec.columns, "_row_number", *(k for k, _ in spec.metadata_values)]
+        columns = ", ".join(preparer.quote(n) for n in names)
+        placeholders = ", ".join([*values, "?", *constants])
+        # Names went through the dialect's quoting; the values are placeholders and our literals.
+        return f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+
+    @contextlib.contextmanager
+    def writer(self, conn: Connection, table: sa.Table, spec: WriteSpec) -> Iterator[Sink]:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            yield _ExecuteMany(self, cursor, self.insert_sql(conn, table, spec))
+        finally:
+            cursor.close()
+
+    def execute_batch(self, cursor: Any, sql: str, rows: Rows) -> None:
+        cursor.executemany(sql, rows)
+
+    def prepare_version(self, conn: Connection, new: sa.Table, version: int) -> None:  # noqa: B027
+        """Nothing by default: the table is complete as created."""
+
+    def in_version_layout(self, conn: Connection, catalog: Catalog, table: str) -> bool:
+        return True
+
+    def temporary_view(self, conn: Connection, name: str, select: Any) -> str:
+        """A TEMP VIEW (PostgreSQL and SQLite let it read any schema), replaced if it exists."""
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quoted}")
+        conn.exec_driver_sql(f"CREATE TEMP VIEW {quoted} AS {literal_sql(conn, select)}")
+        return str(quoted)
+
+    def drop_temporary_views(self, conn: Connection, names: Sequence[str]) -> None:
+        for name in names:
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {conn.dialect.identifier_preparer.quote(name)}")
+
+    def add_version_column(self, conn: Connection, table: sa.Table, version: int) -> None:
+        # A constant default: metadata only on PostgreSQL 11+ and SQL Server; SQLite too.
+        conn.exec_driver_sql(
+            f"ALTER TABLE {conn.dialect.identifier_preparer.format_table(table)} "
+            f"ADD _version INTEGER NOT NULL DEFAULT {int(version)}"
+        )
+
+    def adopt_current(self, conn: Connection, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """The plain table already is the current version where versions swap by name."""
+        return self.current_place(catalog, table, version)
 
     #: Top-level module of the driver (``sqlite3``, ``psycopg``, ``pyodbc``).
     driver_module: ClassVar[str] = ""
@@ -231,6 +374,24 @@ class BaseAdapter(ABC):
 
     def procedure_statements(self, conn: Connection, schema: str, name: str) -> ProcedureStatements | None:
         return None
+
+    @abstractmethod
+    def version_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """(schema, name) of the table a new version is loaded into."""
+
+    @abstractmethod
+    def current_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """Where that version's rows are once it is current."""
+
+    @abstractmethod
+    def kept_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        """Where they are once a newer version has replaced it."""
+
+    @abstractmethod
+    def swap_versions(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int, old: int | None
+    ) -> Swap:
+        """Make `new` the rows of ``ref.<table>``, the current version `old` kept (metadata only)."""
 
     @abstractmethod
     def protect_text(self, value: Any, action: str) -> Any:
@@ -298,3 +459,19 @@ class ProcedureStatements:
         wanted = [p for p in PROCEDURE_PARAMETERS if p in declared]
         args = ", ".join(f"@{p} = :{p}" for p in wanted)
         return sa.text(f"SET NOCOUNT ON; EXEC {self.name} {args}".rstrip())
+
+
+class _ExecuteMany:
+    """A `Sink` for drivers that take many rows of parameters at once (sqlite3, pyodbc)."""
+
+    def __init__(self, adapter: BaseAdapter, cursor: Any, sql: str) -> None:
+        self._adapter, self._cursor, self._sql = adapter, cursor, sql
+
+    def rows(self, first: int, rows: Rows) -> None:
+        # The reader's lists take their row number in place: no tuple built per row.
+        for number, row in enumerate(rows, first):
+            row.append(number)  # type: ignore[attr-defined]
+        self._adapter.execute_batch(self._cursor, self._sql, rows)
+
+    def arrow(self, first: int, columns: Sequence[Any]) -> None:
+        self.rows(first, [list(row) for row in zip(*(c.to_pylist() for c in columns), strict=True)])

@@ -7,9 +7,8 @@ lengths are known before sending because fast_executemany has been known to trun
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -19,17 +18,21 @@ from backend.db.adapter import (
     BaseAdapter,
     ProcedureStatements,
     Rows,
+    Swap,
+    WriteSpec,
     keep_empty,
     literal_sql,
     mask_sql,
     render_boolean,
     text_width,
+    version_name,
 )
 from backend.errors import ConfigError
 from backend.models import ColumnKind, ColumnType
 
 if TYPE_CHECKING:
     from backend.config import Settings
+    from backend.db.schema import Catalog
 
 #: strptime date parts -> SQL Server CONVERT styles (dd/mm/yyyy is 103, mm/dd/yyyy is 101, ...).
 _MSSQL_DATE_STYLES = {
@@ -127,38 +130,56 @@ class MSSQLAdapter(BaseAdapter):
     def procedure_statements(self, conn: Connection, schema: str, name: str) -> ProcedureStatements | None:
         return procedure_statements(conn, schema, name)
 
-    def stage_insert_sql(self, conn: Connection, stage: sa.Table) -> str:
-        """The staging INSERT, with TABLOCK: the #temp table is the session's own, and a table
-        lock lets SQL Server log the bulk insert minimally and skip row locks."""
-        return str(sa.insert(stage).with_hint("WITH (TABLOCK)").compile(dialect=conn.dialect))
+    def insert_sql(self, conn: Connection, table: sa.Table, spec: WriteSpec) -> str:
+        """The base INSERT with TABLOCK: a new version table is the load's own, and a table lock
+        lets SQL Server log the bulk insert minimally and skip row locks."""
+        sql = super().insert_sql(conn, table, spec)
+        name = conn.dialect.identifier_preparer.format_table(table)
+        return sql.replace(f"INSERT INTO {name} ", f"INSERT INTO {name} WITH (TABLOCK) ", 1)
 
-    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
-        # A #temp table is private to the session and disappears if the process dies.
-        return sa.Table(
-            "#" + name,
-            metadata,
-            sa.Column("_row_number", sa.BigInteger, nullable=False),
-            *(sa.Column(c, sa.UnicodeText) for c in columns),
-        )
-
-    @contextlib.contextmanager
-    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
-        sql = self.stage_insert_sql(conn, stage)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    def execute_batch(self, cursor: Any, sql: str, rows: Rows) -> None:
+        # fast_executemany with explicit sizes: NVARCHAR(MAX) cannot make pyodbc allocate 2 GB a
+        # cell, and no value is silently cut (pyodbc#480). The row number comes last.
         cursor.fast_executemany = True
+        cursor.setinputsizes(mssql_input_sizes(rows))
+        cursor.executemany(sql, rows)
 
-        def send(first: int, rows: Rows) -> None:
-            if not rows:
-                return
-            # Explicit numbers: SQL Server does not promise IDENTITY order for an array insert.
-            numbered = [(first + i, *row) for i, row in enumerate(rows)]
-            cursor.setinputsizes(mssql_input_sizes(numbered, len(stage.columns)))
-            cursor.executemany(sql, numbered)
+    def version_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        # A permanent table in ref's filegroup: bulk copy commits, and SWITCH stays in one filegroup.
+        return catalog.data_schema, version_name(table, version, self.max_identifier_length)
 
-        try:
-            yield send
-        finally:
-            cursor.close()
+    def current_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        return catalog.data_schema, table
+
+    def kept_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        return catalog.backup_schema, version_name(table, version, self.max_identifier_length)
+
+    def swap_versions(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int, old: int | None
+    ) -> Swap:
+        """``ALTER TABLE ... SWITCH``: metadata only when both sides have the same columns and
+        indexes on one filegroup. The current rows switch into an empty copy in bkp, the new rows
+        into the emptied ``ref.<table>``; a changed definition renames the new table in instead."""
+        for statement in swap_statements(
+            conn.dialect, catalog, table, new, version, old, self.same_definition(conn, catalog, table, new)
+        ):
+            conn.exec_driver_sql(statement)
+        return Swap()
+
+    def same_definition(self, conn: Connection, catalog: Catalog, table: str, new: sa.Table) -> bool:
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(table, schema=catalog.data_schema):
+            return False
+        have = [(c["name"], str(c["type"])) for c in inspector.get_columns(table, schema=catalog.data_schema)]
+        want = [(c.name, str(c.type.compile(dialect=conn.dialect))) for c in new.columns]
+        return have == want
+
+    def temporary_view(self, conn: Connection, name: str, select: Any) -> str:
+        """SQL Server has no temporary views: the query itself, as a derived table."""
+        return f"({literal_sql(conn, select)}) AS {conn.dialect.identifier_preparer.quote(name)}"
+
+    def drop_temporary_views(self, conn: Connection, names: Sequence[str]) -> None:
+        return None
 
     def serialize_publish(self, conn: Connection, schema: str, table: str) -> None:
         # An application lock owned by the transaction, released at commit or rollback.
@@ -179,23 +200,49 @@ class MSSQLAdapter(BaseAdapter):
         conn.exec_driver_sql(f"SELECT COUNT(*) FROM {name} WITH (UPDLOCK, TABLOCK, HOLDLOCK)")  # noqa: S608
 
 
-def mssql_input_sizes(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[int, int, int]]:
-    """Explicit pyodbc input sizes for one batch: the row number, then one text size per column.
+def mssql_input_sizes(rows: Rows) -> list[tuple[int, int, int]]:
+    """Explicit pyodbc input sizes for one batch: one text size per value, then the row number.
 
     Sized from the longest value in the batch (at least 1) so pyodbc's parameter array stays
     small; values beyond 4000 characters are bound as NVARCHAR(MAX) (SQL_WLONGVARCHAR).
     """
     sql_bigint, sql_wvarchar, sql_wlongvarchar = -5, -9, -10
+    width = len(rows[0]) - 1 if rows else 0
     longest = [1] * width
     for row in rows:
-        for i in range(1, width):
+        for i in range(width):
             value = row[i]
             if value is not None and len(value) > longest[i]:
                 longest[i] = len(value)
-    sizes = [(sql_bigint, 0, 0)]
-    for i in range(1, width):
-        sizes.append((sql_wvarchar, longest[i], 0) if longest[i] <= 4000 else (sql_wlongvarchar, 0, 0))
+    sizes = [(sql_wvarchar, n, 0) if n <= 4000 else (sql_wlongvarchar, 0, 0) for n in longest]
+    sizes.append((sql_bigint, 0, 0))
     return sizes
+
+
+def swap_statements(
+    dialect: Any, catalog: Catalog, table: str, new: sa.Table, version: int, old: int | None, same: bool
+) -> list[str]:
+    """The T-SQL of a version swap (apart, so that the compile-level tests can read it)."""
+    preparer = dialect.identifier_preparer
+    live = f"{preparer.quote_schema(catalog.data_schema)}.{preparer.quote(table)}"
+    fresh = preparer.format_table(new)
+    out: list[str] = []
+    if old is not None:
+        kept = (
+            f"{preparer.quote_schema(catalog.backup_schema)}.{preparer.quote(version_name(table, old, 128))}"
+        )
+        out.append(f"SELECT TOP 0 * INTO {kept} FROM {live}")  # noqa: S608 - quoted names only
+        wait = "WAIT_AT_LOW_PRIORITY (MAX_DURATION = 1 MINUTES, ABORT_AFTER_WAIT = SELF)"
+        out.append(f"ALTER TABLE {live} SWITCH TO {kept} WITH ({wait})")
+    if old is not None and same:
+        out.append(f"ALTER TABLE {fresh} SWITCH TO {live}")
+        out.append(f"DROP TABLE {fresh}")
+    else:
+        if old is not None:
+            out.append(f"DROP TABLE {live}")
+        rename = f"{catalog.data_schema}.{new.name}".replace("'", "''")
+        out.append(f"EXEC sp_rename N'{rename}', N'{table.replace(chr(39), chr(39) * 2)}'")
+    return out
 
 
 def _dotnet_date_pattern(date_format: str) -> str:

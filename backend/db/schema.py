@@ -14,6 +14,7 @@ from sqlalchemy.dialects import mssql
 TRACKING_TABLE = "File_Monitor_Tracking"
 EVENTS_TABLE = "File_Monitor_Events"
 REFERENCE_CFG_TABLE = "Reference_Data_Cfg"
+VERSIONS_TABLE = "File_Monitor_Versions"
 
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -29,6 +30,7 @@ class Catalog:
     tracking: sa.Table
     events: sa.Table
     reference_cfg: sa.Table
+    versions: sa.Table
     data_schema: str
     backup_schema: str
 
@@ -120,7 +122,29 @@ def build_catalog(data_schema: str, backup_schema: str) -> Catalog:
         sa.Column("last_tracking_id", sa.BigInteger),
         schema=data_schema,
     )
-    return Catalog(md, tracking, events, reference_cfg, data_schema, backup_schema)
+    # One row per content a table has had: where its rows are (a whole table per version, moved
+    # between ref and bkp as metadata, never copied) and which load made it.
+    versions = sa.Table(
+        VERSIONS_TABLE,
+        md,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("table_name", sa.Unicode(128), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("object_schema", sa.Unicode(128), nullable=False),
+        sa.Column("object_name", sa.Unicode(128), nullable=False),
+        # current: the live table's rows; kept: a backup version; dropped: removed by retention.
+        sa.Column("state", sa.String(16), nullable=False),
+        # Whether the version table is attached to its table's bkp parent (PostgreSQL) or stands
+        # alone because its columns differ from the current definition.
+        sa.Column("attached", sa.Boolean(create_constraint=False), nullable=False, default=True),
+        sa.Column("load_id", sa.BigInteger, nullable=False),
+        sa.Column("row_count", sa.BigInteger),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("replaced_at", TIMESTAMP),
+        schema=data_schema,
+    )
+    sa.Index("ux_fmv_table_version", versions.c.table_name, versions.c.version, unique=True)
+    return Catalog(md, tracking, events, reference_cfg, versions, data_schema, backup_schema)
 
 
 def add_missing_columns(conn: sa.Connection, catalog: Catalog) -> list[str]:
@@ -132,7 +156,7 @@ def add_missing_columns(conn: sa.Connection, catalog: Catalog) -> list[str]:
     added: list[str] = []
     inspector = sa.inspect(conn)
     preparer = conn.dialect.identifier_preparer
-    for table in (catalog.tracking, catalog.events, catalog.reference_cfg):
+    for table in (catalog.tracking, catalog.events, catalog.reference_cfg, catalog.versions):
         have = {c["name"].lower() for c in inspector.get_columns(table.name, schema=table.schema)}
         for column in table.columns:
             if column.name.lower() in have or not column.nullable:

@@ -12,9 +12,7 @@ tracking row and its audit events all live in ``ref`` and commit together.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,16 +22,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 
-from backend.db.adapter import UNKNOWN_FINGERPRINT, BaseAdapter, Rows, decimal_precision, render_boolean
+from backend.db.adapter import (
+    UNKNOWN_FINGERPRINT,
+    BaseAdapter,
+    Swap,
+    decimal_precision,
+    render_boolean,
+    version_name,
+)
 from backend.masking import mask_value, sha256_hex
 from backend.models import ColumnKind, ColumnType
 
 if TYPE_CHECKING:
     from backend.config import Settings
-
-#: Temp-database pages (of 4 KiB by default: about 40 MB) past which SQLite closes the
-#: connection instead of dropping the stage.
-_SQLITE_DISCARD_PAGES = 10_000
+    from backend.db.schema import Catalog
 
 
 #: Significant digits a SQLite REAL (NUMERIC affinity) keeps exactly.
@@ -217,18 +219,39 @@ class SQLiteAdapter(BaseAdapter):
             if name:
                 sa.Index(name, *(renamed.c[c] for c in cols), unique=unique).create(conn)
 
-    def drop_stage(self, conn: Connection, stage: sa.Table) -> None:
-        # DROP TABLE walks and frees every page of the temp table (0.45 s for 850k rows); closing
-        # the connection just deletes its temp file (0.03 s). Small stages are dropped, so that
-        # a burst of small files keeps its pooled connections.
-        # Never an in-memory database: its one shared connection is the whole database.
-        with conn.begin():
-            pages = conn.exec_driver_sql("PRAGMA temp.page_count").scalar() or 0
-            discard = pages > _SQLITE_DISCARD_PAGES and not _sqlite_in_memory(conn.engine.url)
-            if not discard:
-                stage.drop(conn, checkfirst=False)
-        if discard:
-            conn.invalidate()
+    def version_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        # In the data schema's file: a rename swaps it in, and renames do not cross files.
+        return catalog.data_schema, version_name(table, version, self.max_identifier_length)
+
+    def current_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        return catalog.data_schema, table
+
+    def kept_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
+        return self.version_place(catalog, table, version)
+
+    def swap_versions(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int, old: int | None
+    ) -> Swap:
+        """Two renames in the publish transaction: ``t`` -> ``t__v<old>``, ``t__v<new>`` -> ``t``.
+
+        legacy_alter_table keeps SQLite (3.26+) from rewriting views that name ``t`` to follow the
+        renamed old table: a view on ``ref.t`` must show the new rows.
+        """
+        preparer = conn.dialect.identifier_preparer
+        schema = preparer.quote_schema(catalog.data_schema)
+        conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
+        try:
+            if old is not None:
+                kept = self.kept_place(catalog, table, old)[1]
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {schema}.{preparer.quote(table)} RENAME TO {preparer.quote(kept)}"
+                )
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(new)} RENAME TO {preparer.quote(table)}"
+            )
+        finally:
+            conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+        return Swap()
 
     def begin_write(self, conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that upgrades later can
@@ -236,37 +259,6 @@ class SQLiteAdapter(BaseAdapter):
         conn.execution_options(sqlite_begin="IMMEDIATE")
         conn.begin()
         conn.execution_options(sqlite_begin="DEFERRED")
-
-    def stage_table(self, metadata: sa.MetaData, name: str, columns: Sequence[str]) -> sa.Table:
-        # INTEGER PRIMARY KEY is the rowid: rows inserted without a number get the next one, so
-        # the rows go to executemany exactly as the csv reader made them (no tuple per row).
-        return sa.Table(
-            name,
-            metadata,
-            sa.Column("_row_number", sa.Integer, primary_key=True),
-            *(sa.Column(c, sa.Text) for c in columns),
-            prefixes=["TEMPORARY"],
-        )
-
-    @contextlib.contextmanager
-    def stage_writer(self, conn: Connection, stage: sa.Table) -> Iterator[Callable[[int, Rows], None]]:
-        numbered = self._insert_sql(conn, stage)
-        values = [c.name for c in stage.columns if c.name != "_row_number"]
-        unnumbered = str(sa.insert(stage).compile(dialect=conn.dialect, column_keys=values))
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-        def send(first: int, rows: Rows) -> None:
-            if not rows:
-                return
-            # The first row carries its number (runs may follow a gap left by a skipped row);
-            # the rest take rowid + 1 each.
-            cursor.execute(numbered, (first, *rows[0]))
-            cursor.executemany(unnumbered, itertools.islice(rows, 1, None))
-
-        try:
-            yield send
-        finally:
-            cursor.close()
 
 
 def _sqlite_strptime(value: str | None, date_format: str, kind: str) -> str | None:

@@ -7,18 +7,16 @@ exist yet, the existing table that matches best (above 70 %).
 Policies (per table and load type, ``schema_evolution`` in ``config/tables/<table>.yaml``):
 
 - ``fail`` (default): any difference refuses the file.
-- ``add_columns``: extra file columns are added to ``ref`` and ``bkp`` (nullable); table columns the
+- ``add_columns``: extra file columns are added to the table (nullable); table columns the
   file lacks are loaded as NULL. A column that looks renamed refuses the file instead: adding
   ``countrycode`` next to an emptied ``country_code`` would break every reader silently.
 - ``ignore_extra``: extra file columns are not loaded; a missing table column still fails.
 - ``replace`` (fullload only): the table is redefined from the file when its column names differ
-  or a column's values no longer fit its type. The old rows go to ``bkp`` as for every fullload
-  (under the old definition's columns), then the live table is dropped and created anew.
+  or a column's values no longer fit its type. The replaced version is kept as for every
+  fullload, with its own columns.
 
-``bkp.<table>`` follows every definition the table has had: it holds the union of their columns
-(a version lacks a column: NULL there), and a column whose type changed incompatibly becomes
-unbounded text in bkp so that old and new versions both fit. `restore` brings a version back
-into the current definition.
+Every version is a table of its own (`backend.load.versions`), so an old version keeps the
+definition it was loaded under; `restore` brings a version back into the current definition.
 """
 
 from __future__ import annotations
@@ -270,78 +268,6 @@ def add_column(conn: Connection, table: sa.Table, name: str, type_: sa.types.Typ
         f"ALTER TABLE {preparer.format_table(table)} ADD {preparer.quote(name)} "
         f"{type_.compile(dialect=conn.dialect)} NULL"
     )
-
-
-def align_backup(conn: Connection, db: Database, backup: sa.Table, live: sa.Table) -> sa.Table:
-    """Make `backup` able to hold `live`'s rows: add its columns, widen or loosen changed ones.
-
-    A column whose kind changes becomes text, every kept value written back as its file had it
-    (`rendered_values`), so an old version exports exactly what it held. Returns the refreshed
-    backup definition.
-    """
-    changed = False
-    for column in live.columns:
-        current = backup.c.get(column.name)
-        if current is None:
-            add_column(conn, backup, column.name, column.type)
-            changed = True
-            continue
-        target = _backup_type(db, current.type, column.type)
-        if target is None:
-            continue
-        if kind_of(target) is kind_of(current.type):
-            db.adapter.widen_column(conn, backup, column.name, target)
-        else:
-            using = rendered_values(conn, db, backup, column.name)
-            db.adapter.retype_column(conn, backup, column.name, target, using)
-            # Later columns change on the new definition (SQLite rebuilds the whole table).
-            db.forget_table(db.catalog.backup_schema, backup.name)
-            refreshed = db.reflect(conn, backup.name, db.catalog.backup_schema)
-            backup = refreshed if refreshed is not None else backup
-        changed = True
-    if not changed:
-        return backup
-    db.forget_table(db.catalog.backup_schema, backup.name)
-    refreshed = db.reflect(conn, backup.name, db.catalog.backup_schema)
-    return refreshed if refreshed is not None else backup
-
-
-#: Kind changes that keep every stored value's text: an int32 is written like an int64.
-_WIDER = {(ColumnKind.INTEGER, ColumnKind.BIGINT)}
-
-
-def _backup_type(
-    db: Database, have: sa.types.TypeEngine[Any], want: sa.types.TypeEngine[Any]
-) -> sa.types.TypeEngine[Any] | None:
-    """The type a bkp column of type `have` must take to also hold `want` values (None: as is)."""
-    old, new = kind_of(have), kind_of(want)
-    if old is ColumnKind.TEXT:
-        length = getattr(have, "length", None)
-        if length is None:
-            return None
-        if new is ColumnKind.TEXT:
-            wanted = getattr(want, "length", None)
-            return want if wanted is None or wanted > length else None
-        # A typed value's text rendering can be long (timestamps, 38-digit decimals).
-        return db.adapter.text_type(1 << 30)
-    if old is new:
-        if old is not ColumnKind.DECIMAL:
-            return None
-        p1, s1 = getattr(have, "precision", None) or 38, getattr(have, "scale", None) or 0
-        p2, s2 = getattr(want, "precision", None) or 38, getattr(want, "scale", None) or 0
-        if s1 == s2:
-            # Same places: more digits before the point keep every value's text.
-            return (
-                None
-                if p2 <= p1
-                else db.adapter.column_type(ColumnType(ColumnKind.DECIMAL, precision=p2, scale=s2))
-            )
-        # Other places would write 1.5 back as 1.50: text keeps both.
-        return db.adapter.text_type(1 << 30)
-    if (old, new) in _WIDER:
-        return want
-    # Incompatible kinds: old versions keep their values (as their text) and new ones fit as text.
-    return db.adapter.text_type(1 << 30)
 
 
 def rendered_values(conn: Connection, db: Database, table: sa.Table, column: str) -> Any:

@@ -1,13 +1,13 @@
 """Decide the target table: its name, columns, and whether (and how) the file fits an existing table.
 
-`plan_table` runs before staging and only reads: it compares the file's columns with the table
+`plan_table` runs before loading and only reads: it compares the file's columns with the table
 (`evolve.analyze_schema`) and applies the table's schema-evolution policy (`evolve.decide`).
-`prepare_live` and `evolve_live` run inside the publish transaction and make the DDL happen.
+`version_columns` defines a fullload's new version table; `prepare_append` makes an append's DDL
+happen on the live table inside its transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,12 +23,9 @@ from backend.load.evolve import (
     Evolution,
     SchemaReport,
     add_column,
-    align_backup,
     analyze_schema,
     column_type_of,
     decide,
-    definition_of,
-    fits,
     kind_of,
     rendered_values,
 )
@@ -36,6 +33,7 @@ from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
 from backend.naming import METADATA_COLUMNS
 from backend.policies import TablePolicy
 
+#: Columns of bkp tables made by releases before versions were tables of their own.
 BACKUP_COLUMNS = ("_bkp_version", "_bkp_load_id", "_bkp_at")
 
 
@@ -73,6 +71,8 @@ def metadata_columns() -> list[sa.Column[Any]]:
         sa.Column("_row_number", sa.BigInteger, nullable=False),
         sa.Column("_loaded_at", TIMESTAMP, nullable=False),
         sa.Column("_load_type", sa.String(16), nullable=False),
+        # The version the row belongs to: PostgreSQL partitions ref and bkp by it.
+        sa.Column("_version", sa.Integer, nullable=False),
     ]
 
 
@@ -167,161 +167,89 @@ def types_by_name(plan: TablePlan, column_types: Sequence[ColumnType]) -> dict[s
     return dict(zip(names, column_types, strict=True))
 
 
-def target_definition(db: Database, plan: TablePlan, types: Sequence[ColumnType]) -> sa.Table:
-    """The `ref.<table>` definition for a first load: the file's columns, then metadata."""
-    adapter = db.adapter
-    by_name = types_by_name(plan, types)
-    return sa.Table(
-        plan.table,
-        sa.MetaData(),
-        *(sa.Column(name, adapter.column_type(by_name[name]), nullable=True) for name in plan.columns),
-        *metadata_columns(),
-        schema=db.catalog.data_schema,
-    )
+#: A text column of a new version: unbounded, so that no value ever has to be cut or refused for
+#: its length, and no later file needs the column widened (PostgreSQL and SQLite store text and
+#: varchar alike).
+UNBOUNDED_TEXT = ColumnType(ColumnKind.TEXT, length=1 << 30)
 
 
-def backup_definition(db: Database, live: sa.Table) -> sa.Table:
-    """The `bkp.<table>` definition: version columns, then every column of the live table.
-
-    Indexed on the version: every fullload asks for the newest version, and restore, export and
-    retention pick one; without the index each of them reads every version ever kept.
-    """
-    table = sa.Table(
-        live.name,
-        sa.MetaData(),
-        sa.Column("_bkp_version", sa.Integer, nullable=False),
-        sa.Column("_bkp_load_id", sa.BigInteger, nullable=False),
-        sa.Column("_bkp_at", TIMESTAMP, nullable=False),
-        *(sa.Column(c.name, c.type, nullable=True) for c in live.columns),
-        schema=db.catalog.backup_schema,
-    )
-    sa.Index(backup_index_name(live.name), table.c._bkp_version)
-    return table
-
-
-def backup_index_name(table: str) -> str:
-    """The version index of bkp.<table>: unique per schema, within every dialect's identifier length."""
-    digest = hashlib.sha256(table.encode("utf-8")).hexdigest()[:10]
-    return f"ix_{table[:30]}_{digest}_bkp_version"
-
-
-def needs_widening(column: sa.Column[Any], wanted: ColumnType) -> bool:
-    """Whether a text column is too narrow for the incoming values."""
-    if wanted.kind is not ColumnKind.TEXT:
-        return False
-    length = getattr(column.type, "length", None)
-    return length is not None and wanted.length > length
-
-
-def prepare_live(
-    conn: Connection,
-    db: Database,
-    plan: TablePlan,
-    column_types: Sequence[ColumnType],
-    load_type: LoadType,
-) -> tuple[sa.Table, bool]:
-    """Inside the publish transaction: create `ref.<table>` on a first load, else lock and widen it.
-
-    Returns the live table's current definition, and whether this call created it.
-    """
-    schema = db.catalog.data_schema
-    live = db.reflect(conn, plan.table, schema)
-    if live is None:
-        live = target_definition(db, plan, column_types)
-        live.create(conn)
-        db.forget_table(schema, plan.table)
-        return live, True
-    db.adapter.lock_for_publish(conn, live)
+def redefines(plan: TablePlan) -> bool:
+    """Whether this load defines the table's columns from the file (a first load, or ``replace``)."""
+    if not plan.exists:
+        return True
     evolution: Evolution | None = getattr(plan, "evolution", None)
-    if evolution is not None and evolution.action == "replace":
-        return live, False  # redefined by evolve_live once the old rows are in bkp
+    if evolution is None or not evolution.may_redefine:
+        return False
+    return evolution.action == "replace" or bool(getattr(plan, "misfits", frozenset()))
+
+
+def version_columns(
+    db: Database, plan: TablePlan, live: sa.Table | None, file_types: dict[str, ColumnType]
+) -> list[sa.Column[Any]]:
+    """The columns of the table a fullload's new version is loaded into.
+
+    A table the load defines (`redefines`) gets the file's columns with `file_types` (inferred
+    types, or text); otherwise the live table's columns and types, text ones unbounded, columns
+    the table's policy widens to text, and the columns ``add_columns`` adds; then the metadata.
+    """
+    adapter = db.adapter
+    widen = set(getattr(plan, "widen", ()))
+    columns: list[sa.Column[Any]] = []
+    if live is None or redefines(plan):
+        for name in plan.columns:
+            wanted = file_types.get(name, UNBOUNDED_TEXT)
+            if wanted.kind is ColumnKind.TEXT:
+                wanted = UNBOUNDED_TEXT
+            columns.append(sa.Column(name, adapter.column_type(wanted), nullable=True))
+        return [*columns, *metadata_columns()]
+    for name in data_columns(live):
+        type_ = live.c[name].type
+        if name in widen or kind_of(type_) is ColumnKind.TEXT:
+            type_ = adapter.column_type(UNBOUNDED_TEXT)
+        columns.append(sa.Column(name, type_, nullable=True))
+    evolution: Evolution | None = getattr(plan, "evolution", None)
+    for name in evolution.add if evolution is not None and evolution.action == "add_columns" else ():
+        if name not in live.c:
+            wanted = file_types.get(name, UNBOUNDED_TEXT)
+            columns.append(sa.Column(name, adapter.column_type(wanted), nullable=True))
+    return [*columns, *metadata_columns()]
+
+
+def prepare_append(
+    conn: Connection, db: Database, plan: TablePlan, live: sa.Table, file_types: dict[str, ColumnType]
+) -> tuple[sa.Table, tuple[str, ...]]:
+    """Inside an append's transaction: the live table's DDL for this file, then its definition.
+
+    ``add_columns`` adds the file's new columns; ``type_mismatch: widen_to_text`` turns the
+    listed columns into text, every stored value written back as its file had it. Returns the
+    live table and the columns added.
+    """
     changed = False
     for name in getattr(plan, "widen", ()):
-        # type_mismatch: widen_to_text. The stored values become the text their files had.
         if name in live.c and kind_of(live.c[name].type) is not ColumnKind.TEXT:
             using = rendered_values(conn, db, live, name)
-            db.adapter.retype_column(conn, live, name, db.adapter.text_type(1 << 30), using)
-            # The next column is changed on the new definition (SQLite rebuilds the whole table).
+            db.adapter.retype_column(conn, live, name, db.adapter.column_type(UNBOUNDED_TEXT), using)
             live = _reflect_live(conn, db, plan.table)
             changed = True
-    for name, wanted in types_by_name(plan, column_types).items():
-        if name in live.c and name in plan.columns and needs_widening(live.c[name], wanted):
-            db.adapter.widen_column(conn, live, name, db.adapter.text_type(wanted.length))
-            changed = True
-    if changed:
-        # No forget_table here: the fingerprint sees a real change (a new type or modifier), and
-        # where widening is a no-op (SQLite lengths) the cached definition stays valid.
-        refreshed = db.reflect(conn, plan.table, schema)
-        if refreshed is not None:
-            live = refreshed
-    return live, False
-
-
-def evolve_live(
-    conn: Connection,
-    db: Database,
-    plan: TablePlan,
-    live: sa.Table,
-    column_types: Sequence[ColumnType],
-    tracking_id: int,
-) -> tuple[sa.Table, tuple[str, ...]]:
-    """Inside the publish transaction, after a fullload's old rows are in bkp: apply the evolution.
-
-    ``add_columns`` adds the new columns to ref and bkp; ``replace`` drops the live table and
-    creates it from the file when its column names differ or a column's values no longer fit its
-    type. Writes a ``schema_evolved`` audit event in the same transaction. Returns the live table
-    and the columns this call (re)defined from the file's types.
-    """
     evolution: Evolution | None = getattr(plan, "evolution", None)
-    if evolution is None:
-        return live, ()
-    by_name = types_by_name(plan, column_types)
-    if evolution.action == "add_columns":
-        added = [c for c in evolution.add if c not in live.c]
-        for name in added:
-            add_column(conn, live, name, db.adapter.column_type(by_name[name]))
-        if not added:
-            return live, ()
+    added: list[str] = []
+    if evolution is not None and evolution.action == "add_columns":
+        for name in evolution.add:
+            if name not in live.c:
+                add_column(conn, live, name, db.adapter.column_type(file_types.get(name, UNBOUNDED_TEXT)))
+                added.append(name)
+    if changed or added:
         db.forget_table(db.catalog.data_schema, plan.table)
         live = _reflect_live(conn, db, plan.table)
-        _align_existing_backup(conn, db, live)
-        tracking.add_event(conn, db, tracking_id, "schema_evolved", {"action": "add_columns", "added": added})
-        return live, tuple(added)
-    if not evolution.may_redefine:
-        return live, ()
-    unfit: frozenset[str] = getattr(plan, "misfits", frozenset())
-    misfits = [
-        c for c in plan.columns if c in live.c and (c in unfit or not fits(live.c[c].type, by_name[c]))
-    ]
-    if evolution.action != "replace" and not misfits:
-        return live, ()
-    previous = definition_of(live)
-    live.drop(conn)
-    live = target_definition(db, plan, column_types)
-    live.create(conn)
-    db.forget_table(db.catalog.data_schema, plan.table)
-    _align_existing_backup(conn, db, live)
-    tracking.add_event(
-        conn,
-        db,
-        tracking_id,
-        "schema_evolved",
-        {
-            "action": "replace",
-            "reason": evolution.reason if evolution.action == "replace" else f"types changed: {misfits}",
-            "previous_definition": previous,
-            "definition": definition_of(live),
-        },
-    )
-    return live, tuple(plan.columns)
+    return live, tuple(added)
 
 
 def final_types(
-    live: sa.Table, plan: TablePlan, column_types: Sequence[ColumnType], fresh: Sequence[str]
+    live: sa.Table, plan: TablePlan, file_types: dict[str, ColumnType], fresh: Sequence[str]
 ) -> dict[str, ColumnType]:
     """How `live` stores each data column once this load is published: the SQL type, with the
     formats of the file for columns defined from it (`fresh`) and those on record otherwise."""
-    inferred = types_by_name(plan, column_types)
+    inferred = file_types
     out: dict[str, ColumnType] = {}
     for name in data_columns(live):
         base = column_type_of(live.c[name].type)
@@ -339,9 +267,3 @@ def _reflect_live(conn: Connection, db: Database, table: str) -> sa.Table:
     if live is None:  # pragma: no cover - we just altered it inside this transaction
         raise SchemaMismatchError(f"table {db.catalog.data_schema}.{table} vanished during publish")
     return live
-
-
-def _align_existing_backup(conn: Connection, db: Database, live: sa.Table) -> None:
-    backup = db.reflect(conn, live.name, db.catalog.backup_schema)
-    if backup is not None:
-        align_backup(conn, db, backup, live)

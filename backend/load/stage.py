@@ -1,9 +1,9 @@
-"""Stream a file's records into a private staging table, batch by batch.
+"""Stream a file's records, batch by batch, into the table the load writes.
 
-The staging table is a temporary table of the load's own connection, so a crash leaves
-nothing behind and staging never locks the live tables. Values go in exactly as read: text,
-with empty cells as empty strings (publish turns them into NULL when EMPTY_AS_NULL is on), so
-that this loop does as little per-cell work as possible.
+That table is a new version of its own for a fullload, the live table for an append (see
+`backend.load.loader`). Values leave this loop exactly as read; the sink converts them to the
+columns' types (checked first by `backend.load.convert`) and makes empty cells NULL, so that the
+loop does as little per-cell work as possible. The ragged-rows policy applies here.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import gc
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from backend.db.adapter import Sink
 from backend.db.engine import Database
 from backend.errors import RowError
 from backend.load.convert import Checker
@@ -99,10 +100,8 @@ class _Shape:
         )
 
 
-def stage_records(
-    conn: Connection,
-    db: Database,
-    stage: sa.Table,
+def stream_records(
+    sink: Sink,
     records: Iterable[Run | Record],
     *,
     width: int,
@@ -115,41 +114,42 @@ def stage_records(
     checker: Checker | None = None,
     redact_row: Callable[[list[str]], list[str]] | None = None,
 ) -> StageResult:
-    """Create `stage` on `conn` and fill it from `records` (`reader.iter_runs`); returns counts and types.
+    """Send `records` (`csv_python.iter_runs`) to `sink` in batches; returns counts and types.
 
     Args:
         width: the header's field count; other rows go through the ragged policy.
-        batch_rows: rows per bulk insert.
-        types: receives every row's values to infer types over the whole file.
-        on_batch: called with the number of rows staged so far after each batch; may raise
+        batch_rows: rows per batch.
+        types: sees every batch before it is sent (the load profile).
+        on_batch: called with the number of rows sent so far after each batch; may raise
             (e.g. CancelledError) to stop between batches.
         rejects_path: where rows skipped by the `skip` policy are written as CSV.
-        checker: checks every batch's values against the typed columns they go into; the
-            caller asks it for misfits afterwards.
+        checker: checks every batch's values against the typed columns they go into, before it is
+            sent. Once a batch holds a misfit nothing more is sent; one more batch is checked so
+            that the message can name more lines, then streaming stops: the caller reads the
+            misfits from the checker and refuses the file or loads it again differently.
     """
-    stage.create(conn)
     shape = _Shape(width, policy, delimiter, rejects_path, redact_row)
-    # Staging allocates a list per row and tuples per batch, none of them in reference cycles;
+    # Streaming allocates a list per row and tuples per batch, none of them in reference cycles;
     # the cyclic collector would rescan the growing heap over and over (a third of the time).
     collecting = gc.isenabled()
     gc.disable()
+    batcher = _Batcher(sink.rows, types, on_batch, checker)
     try:
-        with db.adapter.stage_writer(conn, stage) as send:
-            batcher = _Batcher(send, types, on_batch, checker)
-            _fill(batcher, shape, records, batch_rows)
+        _fill(batcher, shape, records, batch_rows)
+    except _MisfitsFound:
+        pass
     finally:
         if collecting:
             gc.enable()
         shape.close()
-    longest, empty = column_stats(conn, db, stage)
-    return batcher.result(shape, longest, empty)
+    return batcher.result(shape)
 
 
-def column_stats(conn: Connection, db: Database, stage: sa.Table) -> tuple[list[int], list[int]]:
-    """The longest value and the number of empty cells of every staged column.
+def column_stats(conn: Connection, db: Database, stage: sa.FromClause) -> tuple[list[int], list[int]]:
+    """The longest value and the number of empty cells of every column of this load's rows.
 
-    Counted by the database in one scan rather than per value in Python (a third of the staging
-    loop's time, bench/RESULTS.md).
+    Counted by the database in one scan rather than per value in Python (a third of the loop's
+    time, bench/RESULTS.md); `stage` presents the rows as text (`this_load`).
     """
     columns = [c for c in stage.columns if c.name != "_row_number"]
     longest: list[int] = []
@@ -205,6 +205,7 @@ class _Batcher:
         self.send, self.types, self.on_batch = send, types, on_batch
         self.checker = checker if checker else None
         self.rows_read = self.rows_staged = self.batches = 0
+        self.failing = 0
         self.first = 1
         self.pending: list[list[str]] = []
         # Observers that take a whole batch (and transpose only what they look at) save a Python
@@ -227,6 +228,11 @@ class _Batcher:
         self.pending = []
         if self.checker is not None:
             self.checker.observe_rows(self.first, data)
+            if self.checker.misfits():
+                self.failing += 1
+                if self.failing > 1:
+                    raise _MisfitsFound
+                return
         if self.observe_batch is not None:
             self.observe_batch(data)
         elif self.types is not None:
@@ -239,14 +245,9 @@ class _Batcher:
         if self.on_batch is not None:
             self.on_batch(self.rows_staged)
 
-    def result(self, shape: _Shape, longest: list[int], empty: list[int]) -> StageResult:
+    def result(self, shape: _Shape) -> StageResult:
         types = self.types
-        column_types = types.result() if types is not None else tuple(ColumnType(length=n) for n in longest)
-        if types is not None:
-            # The observer decides kinds; lengths come from the staged values either way.
-            column_types = tuple(
-                replace(t, length=max(t.length, n)) for t, n in zip(column_types, longest, strict=True)
-            )
+        column_types = types.result() if types is not None else ()
         return StageResult(
             rows_read=self.rows_read,
             rows_staged=self.rows_staged,
@@ -255,5 +256,8 @@ class _Batcher:
             repaired_lines=tuple(shape.repaired),
             rejected_lines=tuple(shape.rejected),
             column_types=column_types,
-            empty_counts=tuple(empty),
         )
+
+
+class _MisfitsFound(Exception):
+    """Stops streaming once a misfit's batch and the one after it were checked."""

@@ -1,10 +1,9 @@
-"""Read tables back out: export to CSV under the original header, and restore a bkp version."""
+"""Read tables back out: a table or one of its versions as CSV, under the file's original header."""
 
 from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 from typing import Any, TextIO
 
 import sqlalchemy as sa
@@ -12,20 +11,41 @@ from sqlalchemy.engine import Connection
 
 from backend import tracking
 from backend.db.engine import Database
-from backend.errors import IngestError, NotFoundError
+from backend.errors import NotFoundError
+from backend.load import versions
 from backend.load.convert import render
 from backend.load.plan import data_columns
-from backend.load.publish import publish
-from backend.models import ColumnKind, ColumnType, LoadRequest, LoadType, TablePlan
 from backend.naming import normalize_identifier
+from backend.tracking import versions as catalogue
 
 
-def _table(conn: Connection, db: Database, table: str, schema: str) -> sa.Table:
-    name = normalize_identifier(table) or table
-    found = db.reflect(conn, name, schema)
-    if found is None:
-        raise NotFoundError(f"table {schema}.{name} does not exist")
-    return found
+def table_name(table: str) -> str:
+    """An operator's table name as the product normalises it (``Countries`` -> ``countries``)."""
+    return normalize_identifier(table) or table
+
+
+def adopt(db: Database, table: str) -> None:
+    """Bring a table an earlier release made into the version layout before reading its versions."""
+    with db.write() as conn:
+        versions.adopt_legacy(conn, db, table_name(table))
+
+
+def version_source(conn: Connection, db: Database, table: str, version: int | None) -> sa.Table:
+    """The table that holds ``ref.<table>`` (`version` None) or its version `version`."""
+    name = table_name(table)
+    if version is None:
+        found = db.reflect(conn, name, db.catalog.data_schema)
+        if found is None:
+            raise NotFoundError(f"table {db.catalog.data_schema}.{name} does not exist")
+        return found
+    row = catalogue.version_of(conn, db, name, version)
+    if row is None:
+        known = [v.version for v in catalogue.versions_of(conn, db, name)]
+        raise NotFoundError(
+            f"table {name} has no version {version}"
+            + (f" (versions kept: {', '.join(map(str, known))})" if known else "")
+        )
+    return versions.version_table(conn, db, row)
 
 
 def original_headers(conn: Connection, db: Database, load_id: int | None) -> dict[str, str]:
@@ -66,15 +86,10 @@ def export_table(
     Rows come in file order (load, then row number), without metadata columns, under the header
     as it appeared in the loaded file unless `sql_names`.
     """
+    adopt(db, table)
     with db.read() as conn:
-        if version is None:
-            source = _table(conn, db, table, db.catalog.data_schema)
-            where: Any = sa.true()
-        else:
-            source = _table(conn, db, table, db.catalog.backup_schema)
-            where = source.c._bkp_version == version
-            if conn.execute(sa.select(sa.func.count()).select_from(source).where(where)).scalar_one() == 0:
-                raise NotFoundError(f"table {source.schema}.{source.name} has no version {version}")
+        source = version_source(conn, db, table, version)
+        where: Any = sa.true()
         columns = data_columns(source)
         last_load = conn.execute(sa.select(sa.func.max(source.c._load_id)).where(where)).scalar()
         names = {} if sql_names else original_headers(conn, db, last_load)
@@ -94,108 +109,3 @@ def export_table(
             writer.writerow([render(v, t) for v, t in zip(row, types, strict=True)])
             count += 1
     return count
-
-
-def _conversions(
-    db: Database, backup: sa.Table, live: sa.Table, columns: tuple[str, ...], where: Any, version: int
-) -> dict[str, Any]:
-    """SELECT expressions for columns bkp keeps as text but the live table now types.
-
-    A redefinition (schema_evolution: replace) may have made a column typed again after bkp
-    widened it to text. PostgreSQL refuses text into a typed column, and SQLite would take
-    "many" into an integer column as it is, so the version's values are checked first, the
-    way a load infers types, and converted the way a load converts them.
-
-    Raises:
-        IngestError: a value of the version does not fit the current column (nothing changed).
-    """
-    from backend.detection.types import TypeTracker
-    from backend.load.evolve import fits, kind_of
-
-    text_now_typed = [
-        c
-        for c in columns
-        if kind_of(backup.c[c].type) is ColumnKind.TEXT and kind_of(live.c[c].type) is not ColumnKind.TEXT
-    ]
-    if not text_now_typed:
-        return {}
-    tracker = TypeTracker(len(text_now_typed))
-    present = [0] * len(text_now_typed)
-    query = sa.select(*(backup.c[c] for c in text_now_typed)).where(where)
-    with db.read() as conn:
-        for row in conn.execution_options(yield_per=10_000).execute(query):
-            values = ["" if v is None else str(v) for v in row]
-            present = [n + (v != "") for n, v in zip(present, values, strict=True)]
-            tracker.observe(values)
-    found = tracker.result()
-    out: dict[str, Any] = {}
-    for name, seen, wanted in zip(text_now_typed, present, found, strict=True):
-        target = live.c[name].type
-        if seen and not fits(target, wanted):
-            raise IngestError(
-                f"version {version} of {live.name}: column {name} holds {wanted.kind.value} values, "
-                f"which the current {kind_of(target).value} column cannot take; nothing was restored"
-            )
-        out[name] = db.adapter.cast_text(sa.func.nullif(backup.c[name], ""), target, wanted).label(name)
-    return out
-
-
-def restore_version(db: Database, table: str, version: int) -> tuple[int, int, int | None]:
-    """Make bkp version `version` current again, as a new versioned fullload.
-
-    Returns (tracking id, rows restored, backup version that now holds the replaced rows).
-    """
-    with db.read() as conn:
-        backup = _table(conn, db, table, db.catalog.backup_schema)
-        live = _table(conn, db, table, db.catalog.data_schema)
-        where = backup.c._bkp_version == version
-        rows, source_load = conn.execute(
-            sa.select(sa.func.count(), sa.func.max(backup.c._load_id)).where(where)
-        ).one()
-        if rows == 0:
-            raise NotFoundError(f"table {backup.schema}.{backup.name} has no version {version}")
-        t = db.catalog.tracking
-        original = conn.execute(
-            sa.select(t.c.detected_headers, t.c.detection, t.c.is_reference_data).where(t.c.id == source_load)
-        ).first()
-        # The restored rows are written back in the formats their own load recorded.
-        version_types = tracking.types_of_load(conn, db, source_load)
-    columns = tuple(data_columns(live))
-    missing = [c for c in columns if c not in backup.c]
-    if missing:
-        raise IngestError(f"version {version} lacks columns {missing} of the live table; cannot restore")
-    request = LoadRequest(
-        path=Path(f"{backup.schema}.{backup.name}@{version}"),
-        load_type=LoadType.FULLLOAD,
-        is_reference=bool(original.is_reference_data) if original else False,
-    )
-    converted = _conversions(db, backup, live, columns, where, version)
-    tracking_id = tracking.start(db, request, table=live.name, size=None, mtime=None)
-    plan = TablePlan(
-        live.name, columns, columns, tuple(ColumnType() for _ in columns), exists=True, stored=version_types
-    )
-    source = sa.select(backup.c._row_number, *(converted.get(c, backup.c[c]) for c in columns)).where(where)
-    try:
-        with db.write() as conn:
-            published = publish(
-                conn,
-                db,
-                plan,
-                source,
-                load_type=LoadType.FULLLOAD,
-                tracking_id=tracking_id,
-                expected_rows=int(rows),
-                column_types=plan.column_types,
-                is_reference=request.is_reference,
-                tracking_values={
-                    "rows_read": int(rows),
-                    "rows_rejected": 0,
-                    "detected_headers": original.detected_headers if original else None,
-                    "detection": original.detection if original else None,
-                },
-                convert=False,
-            )
-    except BaseException as exc:
-        tracking.finish_failed(db, tracking_id, "error", exc)
-        raise
-    return tracking_id, published.rows_loaded, published.backup_version

@@ -1,4 +1,7 @@
-"""Retention of backup versions: keep the newest KEEP_VERSIONS versions of each bkp table."""
+"""Retention of versions: keep the newest KEEP_VERSIONS kept versions of each table, drop the rest.
+
+A version is a whole table, so retention drops tables instead of deleting rows.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +9,23 @@ import sqlalchemy as sa
 import structlog
 
 from backend.db.engine import Database
+from backend.load import versions
 
 log = structlog.get_logger(__name__)
 
 
 def prune_backups(db: Database, keep_versions: int) -> int:
-    """Delete bkp rows of versions older than the newest `keep_versions`; returns rows deleted."""
+    """Drop the kept versions of every table beyond the newest `keep_versions`; returns how many."""
     if keep_versions <= 0:
         return 0
-    schema = db.catalog.backup_schema
+    v = db.catalog.versions
     with db.read() as conn:
-        names = sa.inspect(conn).get_table_names(schema=schema)
-    deleted = 0
-    for name in names:
+        tables = [name for (name,) in conn.execute(sa.select(sa.distinct(v.c.table_name)))]
+    dropped = 0
+    for table in tables:
         with db.write() as conn:
-            table = db.reflect(conn, name, schema)
-            if table is None or "_bkp_version" not in table.c:
-                continue
-            newest = conn.execute(sa.select(sa.func.max(table.c._bkp_version))).scalar()
-            if newest is None:
-                continue
-            count = conn.execute(
-                sa.delete(table).where(table.c._bkp_version <= newest - keep_versions)
-            ).rowcount
-        if count:
-            log.info("pruned backup versions", table=f"{schema}.{name}", rows=count, kept=keep_versions)
-            deleted += count
-    return deleted
+            gone = versions.prune(conn, db, table, keep_versions)
+        if gone:
+            log.info("dropped old versions", table=table, versions=gone, kept=keep_versions)
+            dropped += len(gone)
+    return dropped

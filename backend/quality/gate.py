@@ -47,7 +47,7 @@ class Checked:
     column_types: tuple[ColumnType, ...]
 
 
-def stage_columns(stage: sa.Table) -> tuple[str, ...]:
+def stage_columns(stage: sa.FromClause) -> tuple[str, ...]:
     """The file's columns as staged (everything but ``_row_number``)."""
     return tuple(c.name for c in stage.columns if c.name != "_row_number")
 
@@ -55,7 +55,7 @@ def stage_columns(stage: sa.Table) -> tuple[str, ...]:
 def profile_staged(
     conn: Connection,
     db: Database,
-    stage: sa.Table,
+    stage: sa.FromClause,
     plan: TablePlan,
     column_types: tuple[ColumnType, ...],
     observer: ProfileObserver | None = None,
@@ -83,7 +83,7 @@ def profile_staged(
 def check_staged(
     conn: Connection,
     db: Database,
-    stage: sa.Table,
+    stage: sa.FromClause,
     plan: TablePlan,
     policy: TablePolicy,
     *,
@@ -91,9 +91,13 @@ def check_staged(
     rows_staged: int,
     column_types: Sequence[ColumnType] = (),
     profile: dict[str, Any] | None = None,
-    load_id: int | None = None,
+    load_id: int,
+    target: sa.Table,
 ) -> Checked:
-    """Evaluate the table's rules, hooks and sensitive-data policy against the staging table.
+    """Evaluate the table's rules, hooks and sensitive-data policy against this load's rows.
+
+    `stage` presents the rows as the file had them (`load.attempt.this_load`); `target` is the
+    table they are in, where columns under a ``hash``/``mask`` policy are rewritten before publish.
 
     Raises:
         ValidationFailedError: a blocking rule failed; ``rows`` hold offending row numbers and
@@ -104,7 +108,12 @@ def check_staged(
     types = tuple(column_types) or tuple(ColumnType() for _ in columns)
     # Only rules look at the live table (a unique key across appends, a row-count share); a
     # table without rules spares the catalog round trip, which a burst of small files pays per file.
-    live = db.reflect(conn, plan.table, db.catalog.data_schema) if policy.rules else None
+    live: sa.FromClause | None = (
+        db.reflect(conn, plan.table, db.catalog.data_schema) if policy.rules else None
+    )
+    if live is not None and load_type is LoadType.APPEND:
+        # An append's own rows are already in the live table (not yet committed): leave them out.
+        live = sa.select(live).where(live.c._load_id != load_id).subquery("refdata_live")
     ctx = RuleContext(
         file_columns=columns,
         load_type=load_type,
@@ -114,7 +123,9 @@ def check_staged(
         live=live,
     )
     results = evaluate_rules(conn, stage, policy.rules, ctx)
-    results += run_hooks(conn, db, stage, policy, table=plan.table, load_type=load_type, load_id=load_id)
+    results += run_hooks(
+        conn, db, stage, target, policy, table=plan.table, load_type=load_type, load_id=load_id
+    )
     actions = sensitive_actions(policy, profile.get("sensitive", {}), columns)
     results += [
         RuleResult(
@@ -139,7 +150,7 @@ def check_staged(
     protect = {
         n: a.value for n, (_k, a) in actions.items() if a in (SensitiveAction.HASH, SensitiveAction.MASK)
     }
-    protect_staged(conn, db.adapter, stage, protect)
+    protect_staged(conn, db, target, load_id, protect)
     stored = {**profile, "validation": _summary(report)}
     return Checked(report, stored, _protected_types(columns, types, protect))
 

@@ -7,14 +7,17 @@ the whole JSON object. Issues listed with a result of 0 are recorded as warnings
 
 - SQL Server: if ``<schema>.sp_ref_validate_<table>`` exists (schema: ``validation.schema`` in the
   table's policy, default DATA_SCHEMA), it is executed on the load's session before publishing.
-  It may declare any of ``@stage_table`` (the staging #temp table's name, readable from the
-  procedure through dynamic SQL because it lives in the same session), ``@load_id``,
-  ``@load_type`` and ``@table_name``; only the declared ones are passed, so the upstream
+  It may declare any of ``@stage_table`` (the quoted, schema-qualified table this load's rows
+  are in: the new version's table, or the live table for an append; select
+  ``WHERE _load_id = @load_id``), ``@load_id``, ``@load_type`` and ``@table_name``; only the
+  declared ones are passed, so the upstream
   system's parameterless procedures keep working. See ``sql/validation_procedure_example.sql``.
 - Every dialect: ``config/tables/<table>.validate.sql`` (or ``validation.sql_file``), one query in
-  which ``{stage}`` becomes the quoted staging table, ``{table}`` the quoted live table (which may
+  which ``{stage}`` becomes this load's rows (a subquery for FROM), ``{table}`` the quoted live
+  table (which may
   not exist yet on a first load), ``{load_id}`` the load id and ``{load_type}`` ``fullload`` or
-  ``append``. Staged values are text, empty cells are ``''``. The query runs through SQLAlchemy's
+  ``append``. Values are the file's text; empty cells are NULL (typed columns, and text ones
+  with EMPTY_AS_NULL) or ``''``. The query runs through SQLAlchemy's
   ``text()``: a literal ``:name`` must be written ``\\:name``.
 
 A hook that fails to run (syntax error, missing object) refuses the load: validation that cannot
@@ -43,7 +46,8 @@ MAX_ISSUES = 20
 def run_hooks(
     conn: Connection,
     db: Database,
-    stage: sa.Table,
+    stage: sa.FromClause,
+    target: sa.Table,
     policy: TablePolicy,
     *,
     table: str,
@@ -53,7 +57,7 @@ def run_hooks(
     """Run the table's procedure (SQL Server) and query file (any dialect); one result each that ran."""
     results: list[RuleResult] = []
     if policy.validation_procedure:
-        found = _run_procedure(conn, db, stage, policy, table=table, load_type=load_type, load_id=load_id)
+        found = _run_procedure(conn, db, target, policy, table=table, load_type=load_type, load_id=load_id)
         if found is not None:
             results.append(found)
     if policy.validation_sql is not None:
@@ -81,7 +85,8 @@ def _run_procedure(
             return None
         declared = [str(r[0]).lstrip("@").lower() for r in conn.execute(statements.parameters)]
         values = {
-            "stage_table": stage.name,
+            # Quoted and schema-qualified: the procedure reads it with dynamic SQL.
+            "stage_table": conn.dialect.identifier_preparer.format_table(stage),
             "load_id": load_id or 0,
             "load_type": load_type.value,
             "table_name": table,
@@ -96,7 +101,7 @@ def _run_procedure(
 def _run_file(
     conn: Connection,
     db: Database,
-    stage: sa.Table,
+    stage: sa.FromClause,
     policy: TablePolicy,
     *,
     table: str,
@@ -106,18 +111,29 @@ def _run_file(
     path = policy.validation_sql
     assert path is not None  # noqa: S101 - checked by the caller
     label = f"sql_file({path.name})"
-    preparer = conn.dialect.identifier_preparer
-    live = sa.Table(table, sa.MetaData(), schema=db.catalog.data_schema)
-    sql = (
-        path.read_text(encoding="utf-8")
-        .replace("{stage}", preparer.format_table(stage))
-        .replace("{table}", preparer.format_table(live))
-        .replace("{load_id}", str(int(load_id or 0)))
-        .replace("{load_type}", load_type.value)
-    )
+    live = db.reflect(conn, table, db.catalog.data_schema)
+    adapter = db.adapter
+    select = stage.element if isinstance(stage, sa.Subquery) else sa.select(stage)
     try:
+        stage_name = adapter.temporary_view(conn, "refdata_stage", select)
+        if live is None:
+            live_name = conn.dialect.identifier_preparer.format_table(
+                sa.Table(table, sa.MetaData(), schema=db.catalog.data_schema)
+            )
+        else:
+            # The table's rows other than this load's (an append's rows are in it, uncommitted).
+            others = sa.select(live).where(live.c._load_id != int(load_id or 0))
+            live_name = adapter.temporary_view(conn, "refdata_live", others)
+        sql = (
+            path.read_text(encoding="utf-8")
+            .replace("{stage}", stage_name)
+            .replace("{table}", live_name)
+            .replace("{load_id}", str(int(load_id or 0)))
+            .replace("{load_type}", load_type.value)
+        )
         result = conn.execute(sa.text(sql))
         row = result.mappings().first() if result.returns_rows else None
+        adapter.drop_temporary_views(conn, ("refdata_stage", "refdata_live"))
     except sa.exc.DBAPIError as exc:
         raise _broken(label, exc) from exc
     return interpret(label, row)

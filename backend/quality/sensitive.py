@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from backend.db.adapter import DialectAdapter
+from backend.db.engine import Database
 from backend.detection.types import value_kind
 from backend.masking import mask_value
 from backend.models import ColumnKind
@@ -128,13 +128,28 @@ def redact_row(policy: TablePolicy, columns: Sequence[str]) -> Callable[[list[st
 
 
 def protect_staged(
-    conn: Connection, adapter: DialectAdapter, stage: sa.Table, actions: dict[str, str]
+    conn: Connection, db: Database, target: sa.Table, load_id: int, actions: dict[str, str]
 ) -> None:
-    """Replace the values of each column in `actions` ({column: "hash" | "mask"}) in the staging table."""
+    """Replace this load's values of each column in `actions` ({column: "hash" | "mask"}).
+
+    Runs before publish, on rows no reader sees yet; a column typed from the data (card numbers
+    look like integers) becomes text first, since a hash or a mask is text.
+    """
+    from backend.load.evolve import kind_of, rendered_values
+    from backend.models import ColumnKind, ColumnType
+
     if not actions:
         return
-    values = {name: adapter.protect_text(stage.c[name], action) for name, action in actions.items()}
-    conn.execute(sa.update(stage).values(values))
+    adapter = db.adapter
+    for name in actions:
+        if kind_of(target.c[name].type) is not ColumnKind.TEXT:
+            using = rendered_values(conn, db, target, name)
+            adapter.retype_column(conn, target, name, adapter.column_type(ColumnType(length=1 << 30)), using)
+            db.forget_table(target.schema or "", target.name)
+            refreshed = db.reflect(conn, target.name, target.schema or "")
+            target = refreshed if refreshed is not None else target
+    values = {name: adapter.protect_text(target.c[name], action) for name, action in actions.items()}
+    conn.execute(sa.update(target).where(target.c._load_id == load_id).values(values))
 
 
 def flag_columns(samples: Iterable[tuple[str, Sequence[str]]]) -> dict[str, str]:

@@ -96,11 +96,12 @@ class RuleContext:
     rows_staged: int
     column_types: dict[str, ColumnType]
     profile_columns: dict[str, dict[str, Any]]
-    live: sa.Table | None
+    #: The table's rows other than this load's (None: no rule needs them, or no table yet).
+    live: sa.FromClause | None
 
 
 def evaluate_rules(
-    conn: Connection, stage: sa.Table, rules: Sequence[Rule], ctx: RuleContext
+    conn: Connection, stage: sa.FromClause, rules: Sequence[Rule], ctx: RuleContext
 ) -> list[RuleResult]:
     """Evaluate `rules` against `stage`; returns one result per rule, in the policy's order."""
     results: dict[int, RuleResult] = {}
@@ -141,7 +142,9 @@ def _empty(column: Any) -> Any:
     return sa.or_(column.is_(None), column == "")
 
 
-def _examples(conn: Connection, stage: sa.Table, where: Any, columns: Sequence[str]) -> list[dict[str, Any]]:
+def _examples(
+    conn: Connection, stage: sa.FromClause, where: Any, columns: Sequence[str]
+) -> list[dict[str, Any]]:
     query = (
         sa.select(stage.c._row_number, *(stage.c[c] for c in columns))
         .where(where)
@@ -164,7 +167,7 @@ def _example_text(example: dict[str, Any]) -> str:
     return f"row {example['row']} {value!r}"
 
 
-def _not_null(conn: Connection, stage: sa.Table, rules: list[tuple[int, Rule]]) -> dict[int, RuleResult]:
+def _not_null(conn: Connection, stage: sa.FromClause, rules: list[tuple[int, Rule]]) -> dict[int, RuleResult]:
     if not rules:
         return {}
     # One scan counts the empty cells of every not_null column at once.
@@ -181,7 +184,7 @@ def _not_null(conn: Connection, stage: sa.Table, rules: list[tuple[int, Rule]]) 
     return out
 
 
-def _unique(conn: Connection, stage: sa.Table, rule: Rule, ctx: RuleContext) -> RuleResult:
+def _unique(conn: Connection, stage: sa.FromClause, rule: Rule, ctx: RuleContext) -> RuleResult:
     keys = [stage.c[c] for c in rule.columns]
     within = _unique_in_file(conn, stage, rule, ctx, keys)
     if within is not None or ctx.load_type is not LoadType.APPEND or ctx.live is None:
@@ -202,7 +205,7 @@ def _unique(conn: Connection, stage: sa.Table, rule: Rule, ctx: RuleContext) -> 
 
 
 def _unique_in_file(
-    conn: Connection, stage: sa.Table, rule: Rule, ctx: RuleContext, keys: list[Any]
+    conn: Connection, stage: sa.FromClause, rule: Rule, ctx: RuleContext, keys: list[Any]
 ) -> RuleResult | None:
     if len(keys) == 1:
         profiled = ctx.profile_columns.get(rule.columns[0], {})
@@ -221,7 +224,7 @@ def _unique_in_file(
 
 
 def _joined(
-    conn: Connection, stage: sa.Table, keys: sa.Subquery, columns: Sequence[str]
+    conn: Connection, stage: sa.FromClause, keys: sa.Subquery, columns: Sequence[str]
 ) -> tuple[int, list[dict[str, Any]]]:
     """Staged rows whose key is in `keys` (one row per key): their count and the first few."""
     on = sa.and_(*(keys.c[c] == stage.c[c] for c in columns))
@@ -238,7 +241,7 @@ def _joined(
     return count, [_example(int(r[0]), columns, r[1:]) for r in conn.execute(query)]
 
 
-def _allowed(conn: Connection, stage: sa.Table, rule: Rule) -> RuleResult:
+def _allowed(conn: Connection, stage: sa.FromClause, rule: Rule) -> RuleResult:
     column = stage.c[rule.columns[0]]
     where = sa.and_(sa.not_(_empty(column)), column.not_in(sorted(rule.values)))
     count = conn.execute(sa.select(sa.func.count()).select_from(stage).where(where)).scalar_one()
@@ -303,7 +306,7 @@ def _proven(rule: Rule, ctx: RuleContext) -> bool:
 
 
 def _scan(
-    conn: Connection, stage: sa.Table, rules: list[tuple[int, Rule]], ctx: RuleContext
+    conn: Connection, stage: sa.FromClause, rules: list[tuple[int, Rule]], ctx: RuleContext
 ) -> dict[int, RuleResult]:
     """One streamed pass over the columns the Python-checked rules need."""
     if not rules:

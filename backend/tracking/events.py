@@ -87,13 +87,19 @@ def event(db: Database, tracking_id: int, name: str, details: dict[str, Any] | N
 
 
 def defer(
-    db: Database, tracking_id: int, *, event: tuple[str, dict[str, Any]] | None = None, **values: Any
+    db: Database,
+    tracking_id: int,
+    *,
+    event: tuple[str, dict[str, Any]] | None = None,
+    wait: bool = False,
+    **values: Any,
 ) -> None:
     """Queue column values (and `event`) for the row's next write instead of committing them now.
 
     Only for detail that no final write sets (a final status, counts, the error): the queued
     values are applied inside whatever transaction writes the row next, possibly after that
-    transaction's own UPDATE. Written now when the queue is older than MAX_DEFER_SECONDS.
+    transaction's own UPDATE. Written now when the queue is older than MAX_DEFER_SECONDS, unless
+    `wait`: the caller holds a write lock another connection would wait for (SQLite).
     """
     now = time.monotonic()
     with _deferred_lock:
@@ -105,7 +111,7 @@ def defer(
         if event is not None:
             item.events.append((event[0], event[1], utcnow()))
         stale = now - item.since >= MAX_DEFER_SECONDS
-    if stale:
+    if stale and not wait:
         update(db, tracking_id)
 
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.mssql import pyodbc as mssql_pyodbc
 
-from backend.db.adapter import text_width
+from backend.db.adapter import WriteSpec, text_width
 from backend.db.dialects import adapter_for
-from backend.db.mssql import MSSQLAdapter, mssql_input_sizes
-from backend.db.postgresql import PostgreSQLAdapter, copy_text
+from backend.db.mssql import MSSQLAdapter, mssql_input_sizes, swap_statements
+from backend.db.postgresql import PostgreSQLAdapter, copy_values
 from backend.db.sqlite import SQLiteAdapter
 from backend.errors import ConfigError
 from backend.load.loader import load_file
-from backend.models import LoadRequest, LoadType
+from backend.load.plan import metadata_columns
+from backend.models import ColumnKind, ColumnType, LoadRequest, LoadType
 from tests.support import make_settings, open_db, write_csv
 
 # The pyodbc dialect (qmark parameters), as production uses; building it does not import pyodbc.
@@ -43,33 +46,78 @@ class TestAdapterChoice:
             adapter_for("oracle://u:p@h/db")
 
 
+def spec(columns, types=None, **kw):
+    values = {"load_id": 7, "loaded_at": datetime(2026, 1, 2, 3, 4, 5), "load_type": "fullload", "version": 2}
+    values.update(kw)
+    return WriteSpec(columns=tuple(columns), types=types or {}, empty_as_null=True, **values)
+
+
 class TestSqlServerBatching:
     def test_input_sizes_follow_the_longest_value_in_the_batch(self):
-        """Input sizes are the batch's longest value per column, so pyodbc never allocates NVARCHAR(MAX) per
-        cell.
+        """Input sizes are the batch's longest value per column (the row number last), so pyodbc never
+        allocates NVARCHAR(MAX) per cell.
         """
-        rows = [[1, "ab", "x"], [2, "abcdef", ""], [3, "a", "y" * 10]]
-        assert mssql_input_sizes(rows, 3) == [(-5, 0, 0), (-9, 6, 0), (-9, 10, 0)]
+        rows = [["ab", "x", 1], ["abcdef", "", 2], ["a", "y" * 10, 3]]
+        assert mssql_input_sizes(rows) == [(-9, 6, 0), (-9, 10, 0), (-5, 0, 0)]
 
     def test_values_over_4000_characters_bind_as_nvarchar_max(self):
         """A value longer than 4000 characters is bound as SQL_WLONGVARCHAR instead of being cut."""
-        rows = [[1, "a" * 4001]]
-        assert mssql_input_sizes(rows, 2) == [(-5, 0, 0), (-10, 0, 0)]
+        assert mssql_input_sizes([["a" * 4001, 1]]) == [(-10, 0, 0), (-5, 0, 0)]
 
-    def test_staging_insert_has_one_marker_per_column(self):
-        """The staging INSERT carries one parameter per column (fast_executemany arrays), far under 2,100."""
-        adapter = MSSQLAdapter()
-        stage = adapter.stage_table(sa.MetaData(), "refdata_stage_1", [f"c{i}" for i in range(500)])
-        compiled = sa.insert(stage).compile(dialect=MSSQL)
-        assert str(compiled).count("?") == 501
-        assert stage.name.startswith("#")
+    def test_version_insert_has_one_marker_per_value_and_takes_a_table_lock(self):
+        """The INSERT into a new version carries one parameter per value plus the row number (far under
+        2,100 for fast_executemany arrays), the metadata as literals, and WITH (TABLOCK)."""
+        names = [f"c{i}" for i in range(500)]
+        table = sa.Table(
+            "t__v2",
+            sa.MetaData(),
+            *(sa.Column(c, sa.UnicodeText) for c in names),
+            *metadata_columns(),
+            schema="ref",
+        )
+        sql = MSSQLAdapter().insert_sql(SimpleNamespace(dialect=MSSQL), table, spec(names))  # type: ignore[arg-type]
+        assert sql.count("?") == 501
+        assert sql.startswith("INSERT INTO ref.t__v2 WITH (TABLOCK) (")
+        assert "7, '2026-01-02 03:04:05', 'fullload', 2)" in sql
 
-    def test_staging_insert_takes_a_table_lock(self):
-        """The #temp staging INSERT carries WITH (TABLOCK), one marker per column."""
-        adapter = MSSQLAdapter()
-        stage = adapter.stage_table(sa.MetaData(), "refdata_stage_1", ["a", "b"])
-        sql = adapter.stage_insert_sql(SimpleNamespace(dialect=MSSQL), stage)  # type: ignore[arg-type]
-        assert "[#refdata_stage_1] WITH (TABLOCK) (_row_number, a, b)" in sql and sql.count("?") == 3
+    def test_typed_values_are_converted_in_the_insert(self):
+        """Checked text becomes a typed value in SQL: NULL for an empty cell, a simple CASE for a boolean
+        (one parameter each), a CONVERT style for a day-first date."""
+        table = sa.Table(
+            "t__v2",
+            sa.MetaData(),
+            sa.Column("n", sa.Integer),
+            sa.Column("b", sa.Boolean),
+            sa.Column("d", sa.Date),
+            *metadata_columns(),
+            schema="ref",
+        )
+        types = {
+            "n": ColumnType(ColumnKind.INTEGER),
+            "b": ColumnType(ColumnKind.BOOLEAN, true_text="Yes", false_text="No"),
+            "d": ColumnType(ColumnKind.DATE, date_format="%d/%m/%Y"),
+        }
+        sql = MSSQLAdapter().insert_sql(SimpleNamespace(dialect=MSSQL), table, spec(["n", "b", "d"], types))  # type: ignore[arg-type]
+        assert "CAST(nullif(?, '') AS INTEGER)" in sql
+        assert "CASE nullif(?, '') WHEN 'Yes' THEN 1 WHEN 'No' THEN 0 ELSE NULL END" in sql
+        assert "convert(DATE, nullif(?, ''), 103)" in sql
+        assert sql.count("?") == 4
+
+    def test_swap_switches_the_current_version_out_and_the_new_one_in(self):
+        """A fullload on SQL Server: an empty copy in bkp takes the current rows by SWITCH (waiting at low
+        priority), then the new version switches into the emptied ref table."""
+        catalog = SimpleNamespace(data_schema="ref", backup_schema="bkp")
+        new = sa.Table("rates__v3", sa.MetaData(), schema="ref")
+        same = swap_statements(MSSQL, catalog, "rates", new, 3, 2, True)
+        assert same == [
+            "SELECT TOP 0 * INTO bkp.rates__v2 FROM ref.rates",
+            "ALTER TABLE ref.rates SWITCH TO bkp.rates__v2 WITH (WAIT_AT_LOW_PRIORITY "
+            "(MAX_DURATION = 1 MINUTES, ABORT_AFTER_WAIT = SELF))",
+            "ALTER TABLE ref.rates__v3 SWITCH TO ref.rates",
+            "DROP TABLE ref.rates__v3",
+        ]
+        changed = swap_statements(MSSQL, catalog, "rates", new, 3, 2, False)
+        assert changed[-2:] == ["DROP TABLE ref.rates", "EXEC sp_rename N'ref.rates__v3', N'rates'"]
 
     def test_text_widths_round_up_and_become_max_past_4000(self):
         """Text columns are sized to the data in steps and become NVARCHAR(MAX) past 4000 characters."""
@@ -108,7 +156,7 @@ class TestEveryLoaderStatementCompilesForSqlServer:
             # The hostile text appears only inside a bracket-quoted (and ]-escaped) identifier.
             assert "DROP TABLE x" not in sql.replace("[a]]; DROP TABLE x;--]", "")
             assert "DROP TABLE y" not in sql
-        assert {"INSERT", "UPDATE", "SELECT", "DELETE"} <= kinds
+        assert {"INSERT", "UPDATE", "SELECT"} <= kinds
 
     def test_hostile_identifier_is_bracket_quoted_with_escaping(self):
         """A column named with a closing bracket is quoted as [a]]...] so it cannot end the identifier."""
@@ -144,15 +192,25 @@ class TestRawSqlServerStatements:
         assert conn.sql == ["SELECT COUNT(*) FROM ref.rates WITH (UPDLOCK, TABLOCK, HOLDLOCK)"]
 
 
-class TestCopyText:
-    def test_plain_rows_become_tab_separated_lines(self):
-        """Rows without special characters are sent as one tab-separated text, empty cells as empty fields."""
-        assert copy_text([["1", "a b", ""], ["2", "é", "x"]]) == "1\ta b\t\n2\té\tx\n"
+class TestCopyValues:
+    def test_checked_values_become_what_copy_reads(self):
+        """For COPY, a boolean's spelling becomes t/f, a day-first date ISO, and an empty cell NULL."""
+        booleans = copy_values(
+            pa.array(["Yes", "No", ""]),
+            ColumnType(ColumnKind.BOOLEAN, true_text="Yes", false_text="No"),
+            True,
+        )
+        assert booleans.to_pylist() == ["t", "f", None]
+        dates = copy_values(
+            pa.array(["31/01/2024", ""]), ColumnType(ColumnKind.DATE, date_format="%d/%m/%Y"), True
+        )
+        assert dates.to_pylist() == ["2024-01-31", None]
 
-    @pytest.mark.parametrize("value", ["a\tb", "a\nb", "a\rb", "back\\slash", "\\N"])
-    def test_a_value_that_needs_escaping_sends_the_batch_row_by_row(self, value):
-        """A tab, line break, CR or backslash anywhere in the batch means no shortcut (None)."""
-        assert copy_text([["1", "plain"], ["2", value]]) is None
+    def test_text_keeps_empty_cells_unless_empty_as_null(self):
+        """A text column's empty cell is NULL only with EMPTY_AS_NULL; other values pass unchanged."""
+        text = pa.array(["a\tb", "", "x,y"])
+        assert copy_values(text, None, False).to_pylist() == ["a\tb", "", "x,y"]
+        assert copy_values(text, None, True).to_pylist() == ["a\tb", None, "x,y"]
 
 
 class TestValueLength:

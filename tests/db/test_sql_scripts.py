@@ -15,6 +15,7 @@ SCRIPTS = {
     "File_Monitor_Tracking": "create_file_tracking_table.sql",
     "File_Monitor_Events": "create_file_events_table.sql",
     "Reference_Data_Cfg": "create_reference_data_cfg_table.sql",
+    "File_Monitor_Versions": "create_file_versions_table.sql",
 }
 _COLUMN = re.compile(r"^\s*\[(\w+)\]\s+([A-Z0-9]+(?:\([^)]*\))?)(.*?)(?:,)?\s*(?:--.*)?$")
 
@@ -48,7 +49,8 @@ def test_script_columns_match_the_model(table_name):
     more.
     """
     catalog = build_catalog("ref", "bkp")
-    table = {t.name: t for t in (catalog.tracking, catalog.events, catalog.reference_cfg)}[table_name]
+    tables = (catalog.tracking, catalog.events, catalog.reference_cfg, catalog.versions)
+    table = {t.name: t for t in tables}[table_name]
     text = (SQL / SCRIPTS[table_name]).read_text(encoding="utf-8")
     assert script_columns(text) == model_columns(table)
 
@@ -57,7 +59,8 @@ def test_script_columns_match_the_model(table_name):
 def test_script_creates_every_index_of_the_model(table_name):
     """Each index init-db creates exists in the script under the same name, columns and uniqueness."""
     catalog = build_catalog("ref", "bkp")
-    table = {t.name: t for t in (catalog.tracking, catalog.events, catalog.reference_cfg)}[table_name]
+    tables = (catalog.tracking, catalog.events, catalog.reference_cfg, catalog.versions)
+    table = {t.name: t for t in tables}[table_name]
     text = (SQL / SCRIPTS[table_name]).read_text(encoding="utf-8")
     for index in table.indexes:
         cols = ", ".join(f"[{c.name}]" for c in index.columns)

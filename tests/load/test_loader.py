@@ -13,7 +13,15 @@ from backend import faults
 from backend.errors import EmptyFileError, FileRejectedError, RowError, SchemaMismatchError
 from backend.load.loader import load_file
 from backend.models import LoadRequest, LoadType
-from tests.support import export_rows, make_settings, open_db, read_csv, write_csv
+from tests.support import (
+    export_rows,
+    kept_versions,
+    make_settings,
+    open_db,
+    read_csv,
+    version_count,
+    write_csv,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -115,26 +123,18 @@ class TestVersions:
         result = load_file(db, settings, LoadRequest(path=second))
         assert result.backup_version == 1
         assert count(db, "ref", "rates") == 3
-        assert count(db, "bkp", "rates") == 2
+        assert version_count(db, "rates", 1) == 2
         assert export_rows(db, "rates", version=1) == [["code", "rate"], ["EUR", "1.0"], ["USD", "1.1"]]
 
-    def test_bkp_tables_are_indexed_on_the_version_and_old_ones_gain_the_index(self, env, tmp_path):
-        """bkp.<table> gets a _bkp_version index; one made without it gains it at the next fullload."""
+    def test_every_version_is_a_table_of_its_own(self, env, tmp_path):
+        """Three fullloads: version 3 is current, versions 1 and 2 are kept, each in its own table."""
         settings, db = env
-
-        def version_indexes() -> list[str]:
-            with db.read() as conn:
-                found = sa.inspect(conn).get_indexes("rates", schema="bkp")
-            return [i["name"] for i in found if i["column_names"] == ["_bkp_version"]]
-
-        for rate in ("1.0", "1.1"):
+        for rate in ("1.0", "1.1", "1.2"):
             load_file(db, settings, LoadRequest(path=write_csv(tmp_path / "rates.csv", [["rate"], [rate]])))
-        (name,) = version_indexes()
-        with db.engine.begin() as conn:
-            conn.execute(sa.text(f"DROP INDEX bkp.{name}"))
-        load_file(db, settings, LoadRequest(path=write_csv(tmp_path / "rates.csv", [["rate"], ["1.2"]])))
-        assert version_indexes() == [name]
-        assert count(db, "bkp", "rates") == 2
+        assert kept_versions(db, "rates") == [1, 2]
+        assert [version_count(db, "rates", v) for v in (1, 2, 3)] == [1, 1, 1]
+        assert export_rows(db, "rates", version=2) == [["rate"], ["1.1"]]
+        assert export_rows(db, "rates") == [["rate"], ["1.2"]]
 
     def test_append_twice_doubles_the_rows_and_keeps_no_backup(self, env, tmp_path):
         """Appending the same file twice doubles the rows; append does not write bkp versions."""
@@ -153,7 +153,7 @@ class TestVersions:
         load_file(db, settings, LoadRequest(path=path))
         write_csv(path, [["unit"], ["m"]])
         load_file(db, settings, LoadRequest(path=path))
-        from backend.ops.export import restore_version
+        from backend.ops.restore import restore_version
 
         _tracking_id, restored, replaced = restore_version(db, "units", 1)
         assert restored == 2
@@ -180,7 +180,7 @@ class TestAtomicity:
             load_file(db, small_batches, LoadRequest(path=path))
         monkeypatch.delenv("REFDATA_FAULTS")
         assert export_rows(db, "items") == [["id"], *[[str(i)] for i in range(10)]]
-        assert not sa.inspect(db.engine).has_table("items", schema="bkp")
+        assert kept_versions(db, "items") == []
         last = tracking_rows(db)[-1]
         assert last["status"] == "error"
         assert "injected fault" in last["error_message"]
@@ -198,7 +198,7 @@ class TestAtomicity:
             load_file(db, settings, LoadRequest(path=path))
         monkeypatch.delenv("REFDATA_FAULTS")
         assert export_rows(db, "items") == [["id"], ["a"], ["b"]]
-        assert not sa.inspect(db.engine).has_table("items", schema="bkp")
+        assert kept_versions(db, "items") == []
         assert tracking_rows(db)[-1]["status"] == "error"
 
     def test_ragged_last_row_fails_with_its_line_number_and_publishes_nothing(self, env, tmp_path):

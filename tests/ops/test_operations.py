@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from backend.daemon import folders as lifecycle
-from backend.errors import DetectionError, IngestError
+from backend.errors import DetectionError, IngestError, NotFoundError
 from backend.load.loader import load_file
 from backend.models import LoadRequest
 from backend.ops.export import export_table
 from backend.ops.retention import prune_backups
 from backend.ops.status import request_cancel
-from tests.support import make_settings, open_db, run_cli, write_csv
+from tests.support import export_rows, kept_versions, make_settings, open_db, run_cli, write_csv
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ class TestRetryAndCancel:
 
 class TestRetention:
     def test_prune_keeps_only_the_newest_versions(self, env, tmp_path):
-        """With KEEP_VERSIONS=2, older bkp versions are deleted and the newest two remain."""
+        """With KEEP_VERSIONS=2, older kept versions are dropped (whole tables) and the newest two remain."""
         settings, db = env
         path = tmp_path / "codes.csv"
         for i in range(5):
@@ -111,10 +111,10 @@ class TestRetention:
             load_file(db, settings, LoadRequest(path=path))
         deleted = prune_backups(db, 2)
         assert deleted == 2
-        with db.read() as conn:
-            bkp = sa.Table("codes", sa.MetaData(), schema="bkp", autoload_with=conn)
-            versions = sorted(r[0] for r in conn.execute(sa.select(bkp.c._bkp_version).distinct()))
-        assert versions == [3, 4]
+        assert kept_versions(db, "codes") == [3, 4]
+        with pytest.raises(NotFoundError):
+            export_rows(db, "codes", version=1)
+        assert export_rows(db, "codes", version=3) == [["c"], ["2"]]
 
 
 class TestUndecodable:

@@ -229,15 +229,18 @@ class TestSensitiveData:
         env.load(env.csv("people.csv", self.PEOPLE))
         env.load(env.csv("people.csv", self.PEOPLE))  # the first contents go to bkp
         expected_email = hashlib.sha256(b"ann@example.com").hexdigest()
-        for table in ("ref.people", "bkp.people"):
-            row = env.rows(f"SELECT name, email, phone, card, ssn FROM {table} ORDER BY _row_number")[0]
-            assert row == (
-                hashlib.sha256(b"Ann").hexdigest(),
-                expected_email,
-                "**********4567",
-                "***************1111",
-                "*******6789",
-            )
+        protected = [
+            hashlib.sha256(b"Ann").hexdigest(),
+            expected_email,
+            "**********4567",
+            "***************1111",
+            "*******6789",
+        ]
+        row = env.rows("SELECT name, email, phone, card, ssn FROM ref.people ORDER BY _row_number")[0]
+        assert list(row) == protected
+        kept = export_rows(env.db, "people", version=1, sql_names=True)
+        header = kept[0]
+        assert [kept[1][header.index(c)] for c in ("name", "email", "phone", "card", "ssn")] == protected
         ((_, report),) = env.events("validated")
         assert report["sensitive"]["name"] == {"kind": "declared", "action": "hash"}
         assert "Ann" not in json.dumps(env.profile())

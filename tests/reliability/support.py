@@ -622,18 +622,12 @@ class Campaign:
         return checked, problems, double
 
     def _bkp_versions(self, table: str) -> dict[int, int]:
-        """load id -> bkp version holding that load's rows."""
+        """load id -> kept version holding that load's rows (each version is its load's table)."""
+        from backend.tracking import versions
+
         with self.db.engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table, schema="bkp"):
-                return {}
-            found = conn.execute(
-                sa.text(f'SELECT _bkp_version, MIN(_load_id), MAX(_load_id) FROM bkp."{table}" GROUP BY 1')
-            ).all()
-        out = {}
-        for version, low, high in found:
-            assert low == high, f"bkp.{table} version {version} mixes loads {low} and {high}"
-            out[int(low)] = int(version)
-        return out
+            kept = [v for v in versions.versions_of(conn, self.db, table) if v.state == versions.KEPT]
+        return {v.load_id: v.version for v in kept}
 
     def _export_digest(self, table: str, version: int | None = None) -> tuple[str, int]:
         sink = _DigestSink()

@@ -200,8 +200,16 @@ def run_hostile(c: Campaign, share, scale: dict[str, int]) -> None:
     outcome = c.check([d])
     after = snapshot(c)
     changed = {t for t in set(before) | set(after) if before.get(t) != after.get(t)}
-    allowed = {f"ref.{t}" for t in tables} | {"ref.Reference_Data_Cfg"}
-    unexpected = {t for t in changed if not any(t.startswith(a) for a in allowed)}
+    allowed = {f"ref.{t}" for t in tables} | {"ref.Reference_Data_Cfg", "ref.File_Monitor_Versions"}
+    with c.db.engine.connect() as conn:
+        # Each version is a table of its own in bkp; the catalogue says whose it is.
+        catalogued = conn.execute(
+            sa.text('SELECT object_schema, object_name, table_name FROM ref."File_Monitor_Versions"')
+        ).all()
+    versions_of_loaded = {f"{schema}.{name}" for schema, name, table in catalogued if table in tables}
+    unexpected = {
+        t for t in changed if t not in versions_of_loaded and not any(t.startswith(a) for a in allowed)
+    }
     assert not unexpected, f"hostile input touched other tables: {unexpected}"
     assert b"hunter2" not in str(after).encode()
     reasons = {
