@@ -62,6 +62,8 @@ class DialectAdapter(Protocol):
     name: ClassVar[str]
     #: Longest identifier the database keeps without truncating.
     max_identifier_length: ClassVar[int]
+    #: Column names the database keeps for itself; a header of that name is renamed (``xmin_2``).
+    reserved_column_names: ClassVar[frozenset[str]]
 
     def create_engine(self, url: URL, settings: Settings) -> Engine: ...
 
@@ -138,6 +140,7 @@ class BaseAdapter(ABC):
 
     name: ClassVar[str] = "base"
     max_identifier_length: ClassVar[int] = 63
+    reserved_column_names: ClassVar[frozenset[str]] = frozenset()
 
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         inspector = sa.inspect(conn)

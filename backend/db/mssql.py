@@ -39,6 +39,12 @@ _MSSQL_DATE_STYLES = {
 }  # fmt: skip
 
 
+#: Column names SQL Server refuses: none among our normalised names. Every identifier is written
+#: bracketed (QUOTENAME rules), which admits keywords such as ``key`` or ``timestamp``, and the
+#: names SQL Server keeps for itself (``$IDENTITY``, ``$ROWGUID``) cannot be spelled in [a-z0-9_].
+MSSQL_RESERVED_COLUMNS: frozenset[str] = frozenset()
+
+
 _DOTNET_PARTS = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%f": "ffffff"}
 
 
@@ -46,6 +52,7 @@ class MSSQLAdapter(BaseAdapter):
     name = "mssql"
     driver_module = "pyodbc"
     max_identifier_length = 128
+    reserved_column_names = MSSQL_RESERVED_COLUMNS
     _pyodbc_lock = threading.Lock()
 
     def create_engine(self, url: URL, settings: Settings) -> Engine:
