@@ -169,7 +169,9 @@ def load_file(
         detection = detect(path, settings, source=raw)
         headers = header_names(detection)
         table = resolve_table(request, db.adapter.max_identifier_length)
-        columns = normalize_columns(headers, db.adapter.max_identifier_length)
+        columns = normalize_columns(
+            headers, db.adapter.max_identifier_length, db.adapter.reserved_column_names
+        )
         bound = bound.bind(table=table)
         tracking.record_detection(db, tracking_id, detection, table, columns)
         table_policy = load_table_policy(settings.config_dir, table)
