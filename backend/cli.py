@@ -202,19 +202,21 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from backend.detection import detect
     from backend.detection.report import format_detection
     from backend.load.loader import header_names
-    from backend.naming import normalize_columns
+    from backend.naming import normalize_columns, table_name_from_file
 
     detection = detect(args.file, settings)
-    columns = normalize_columns(header_names(detection), adapter_for(settings.url).max_identifier_length)
+    adapter = adapter_for(settings.url)
+    columns = normalize_columns(
+        header_names(detection), adapter.max_identifier_length, adapter.reserved_column_names
+    )
+    table = table_name_from_file(args.file, adapter.max_identifier_length)
     schema = _schema_report(settings, args.table, columns) if args.table else None
     if args.json:
         extra = {"schema_report": schema.to_dict()} if schema is not None else {}
-        print(
-            json.dumps(
-                {**detection.to_dict(), "columns": list(columns), **extra}, ensure_ascii=False, indent=2
-            )
-        )
+        body = {**detection.to_dict(), "table": table, "columns": list(columns), **extra}
+        print(json.dumps(body, ensure_ascii=False, indent=2))
     else:
+        print(f"Table: {settings.data_schema}.{table} (from the file name; see README, How a file travels)")
         print(format_detection(detection, columns))
         if schema is not None:
             print(f"schema vs {settings.data_schema}.{schema.table}: {schema.describe()}")

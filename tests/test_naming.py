@@ -81,3 +81,20 @@ class TestReservedColumns:
         """xmin next to a real xmin_2 header: both keep distinct names."""
         columns = normalize_columns(["xmin", "xmin_2"], 63, POSTGRESQL_SYSTEM_COLUMNS)
         assert len(set(columns)) == 2 and "xmin" not in columns
+
+
+class TestDetect:
+    def test_detect_shows_the_table_a_file_would_load_into(self, tmp_path, capsys):
+        """`detect` names the derived table, in text and in JSON, for a non-Latin file name."""
+        import json
+
+        from tests.support import run_cli
+
+        path = tmp_path / "Страны.csv"
+        path.write_text("код,название\nDE,Германия\n", encoding="utf-8")
+        url = ["--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
+        code, out, _ = run_cli(["detect", str(path), *url], capsys)
+        expected = table_name_from_file(path.name, 128)
+        assert code == 0 and f"Table: ref.{expected}" in out
+        code, out, _ = run_cli(["detect", str(path), "--json", *url], capsys)
+        assert code == 0 and json.loads(out)["table"] == expected
