@@ -107,7 +107,7 @@ class Loop:
         self._collect()
         candidates, refused = self._scan()
         pending = [p for p in candidates if p not in self.futures]
-        ready = rt.tracker.check(pending, now=self._clock.time(), tick=self._pulse.beat)
+        ready = rt.tracker.check(pending, now=self._clock.monotonic(), tick=self._pulse.beat)
         rt.metrics.files_waiting_stability.set(len(rt.tracker.waiting()))
         dispatched = 0
         if rt.outage.may_dispatch():

@@ -1,0 +1,100 @@
+"""The daemon under ordinary surprises (issue 14): clocks, names, DNS, as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.support import Daemon, data_files, drop, query, wait_for
+
+pytestmark = pytest.mark.daemon
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, db_url: str):
+    d = Daemon(tmp_path, db_url)
+    yield d
+    if d.alive():
+        d.terminate()
+
+
+def tables(d: Daemon) -> list[str]:
+    rows = query(d.url, d.root, 'SELECT table_name, status FROM ref."File_Monitor_Tracking" ORDER BY id')
+    return [r[0] for r in rows if r[1] == "loaded"]
+
+
+class TestClocks:
+    def test_a_file_dated_in_the_future_loads_and_is_logged_once(self, tmp_path: Path, db_url: str):
+        """A file whose mtime is a day ahead loads after its checks; one warning says so."""
+        d = Daemon(tmp_path, db_url, {"MIN_FILE_AGE_SECONDS": "0.5"}).start()
+        try:
+            d.wait_healthy()
+            folder = d.folder("ref", "fullload")
+            tmp = folder.parent / ".future.csv.part"
+            tmp.write_text("code\nA\n")
+            ahead = time.time() + 86_400
+            os.utime(tmp, (ahead, ahead))
+            os.replace(tmp, folder / "future.csv")
+            wait_for(lambda: data_files(folder, "processed"), 30, what="future-dated file processed")
+            assert tables(d) == ["future"]
+            assert d.log().count("modification time is in the future") == 1
+        finally:
+            d.terminate()
+
+
+class TestDatabaseNames:
+    def test_a_database_host_that_does_not_resolve_is_waited_for(self, tmp_path: Path):
+        """With an unresolvable host the daemon keeps retrying (name resolution), instead of exiting 1."""
+        d = Daemon(tmp_path, "postgresql+psycopg://refdata@no-such-host.invalid:5432/refdata").start()
+        try:
+            wait_for(lambda: d.log().count("database unavailable at start-up") >= 2, 30, what="two retries")
+            assert d.alive()
+            assert "(name resolution)" in d.log()
+            assert "refused the data" not in d.log()
+        finally:
+            d.terminate(timeout=60)
+
+
+class TestNames:
+    def test_files_named_in_other_scripts_load_into_three_tables(self, daemon: Daemon):
+        """国家.csv, 货币.csv and Страны.csv each get their own table; none replaces another."""
+        daemon.start().wait_healthy()
+        folder = daemon.folder("ref", "fullload")
+        for name, value in (("国家.csv", "CN"), ("货币.csv", "CNY"), ("Страны.csv", "RU")):
+            drop(folder / name, f"code\n{value}\n")
+        wait_for(lambda: len(data_files(folder, "processed")) == 3, 40, what="three files processed")
+        names = tables(daemon)
+        assert len(set(names)) == 3 and "table" not in names
+        by_file = dict(
+            query(daemon.url, daemon.root, 'SELECT file_name, table_name FROM ref."File_Monitor_Tracking"')
+        )
+        for name, value in (("国家.csv", "CN"), ("货币.csv", "CNY"), ("Страны.csv", "RU")):
+            table = by_file[name]
+            assert [r[0] for r in query(daemon.url, daemon.root, f"SELECT code FROM ref.{table}")] == [value]
+
+    def test_system_column_names_load_and_export_under_their_header(self, daemon: Daemon):
+        """Headers xmin, xmax, ctid load on every database and export gives the original header back."""
+        from backend.db import open_database
+        from tests.support import export_rows, make_settings
+
+        daemon.start().wait_healthy()
+        folder = daemon.folder("ref", "fullload")
+        drop(folder / "boxes.csv", "id,xmin,xmax,ymin,ymax,ctid\n1,0.5,1.5,2,3,a\n")
+        wait_for(lambda: data_files(folder, "processed") or data_files(folder, "error"), 30, what="settled")
+        assert data_files(folder, "error") == []
+        db = open_database(make_settings(daemon.root, daemon.url))
+        try:
+            assert export_rows(db, "boxes") == [
+                ["id", "xmin", "xmax", "ymin", "ymax", "ctid"],
+                ["1", "0.5", "1.5", "2", "3", "a"],
+            ]
+            columns = export_rows(db, "boxes", sql_names=True)[0]
+        finally:
+            db.dispose()
+        if daemon.url.startswith("postgresql"):
+            assert columns == ["id", "xmin_2", "xmax_2", "ymin", "ymax", "ctid_2"]
+        assert all(re.fullmatch(r"[a-z0-9_]+", c) for c in columns)
