@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from backend.daemon import folders as lifecycle
+from backend.daemon import moves
 from backend.daemon.folders import (
     classify,
     ensure_directories,
@@ -275,7 +276,7 @@ class TestMoveToProcessed:
 class TestWithoutRenameNoreplace:
     def test_hard_link_fallback_never_overwrites(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without renameat2 (other libc, macOS) the link-then-unlink path keeps the same guarantees."""
-        monkeypatch.setattr(lifecycle, "_renameat2", lambda: None)
+        monkeypatch.setattr(moves, "_renameat2", lambda: None)
         first = move_to_processed(drop(folder, "a.csv", b"one\n"), folder, NOW)
         second = move_to_processed(drop(folder, "a.csv", b"two\n"), folder, NOW)
         assert (first.read_bytes(), second.read_bytes()) == (b"one\n", b"two\n")
