@@ -381,7 +381,7 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.ops.status import retry
+    from backend.ops.retry import retry
 
     db = _db(settings) if args.target.isdigit() else None
     try:

@@ -43,6 +43,8 @@ NON_REFERENCE_FOLDER = "none_reference_data_table"
 PROCESSED = "processed"
 ERROR = "error"
 SIDECAR_SUFFIX = ".error.json"
+#: The sidecar of an earlier failure, next to its file in processed/ once a retry loaded it.
+PREVIOUS_SIDECAR_SUFFIX = ".previous" + SIDECAR_SUFFIX
 #: Rows a `RAGGED_ROWS=skip` load left out, next to the file's sidecar in error/.
 REJECTS_SUFFIX = ".rejects.csv"
 #: Mode of the folders we create (the umask may narrow it further, never widen it).
@@ -144,9 +146,20 @@ def move_to_processed(path: Path, folder: Path, now: float) -> Path:
         now: the time of the move (seconds since the epoch), used for the name prefix.
 
     Returns:
-        The file's new path ``<folder>/processed/<YYYYMMDD_HHMMSS>[-n]_<name>``.
+        The file's new path ``<folder>/processed/<YYYYMMDD_HHMMSS>[-n]_<name>``. The sidecar
+        of an earlier failure that travelled with a retried file lands beside it as
+        ``<new name>.previous.error.json``.
     """
-    return _move_with_markers(Path(path), Path(folder) / PROCESSED, now, reserve_bytes=0)
+    path = Path(path)
+    earlier = travelling_sidecar(path)
+    reserve = len(PREVIOUS_SIDECAR_SUFFIX) if _is_regular(earlier) else 0
+    dest = _move_with_markers(path, Path(folder) / PROCESSED, now, reserve_bytes=reserve)
+    if reserve:
+        try:
+            moves.move_file(earlier, dest.with_name(dest.name + PREVIOUS_SIDECAR_SUFFIX))
+        except OSError as exc:
+            log.warning("could not move the earlier sidecar along", path=str(earlier), error=str(exc))
+    return dest
 
 
 def move_to_error(path: Path, folder: Path, now: float, sidecar: Mapping[str, Any]) -> Path:
@@ -171,17 +184,35 @@ def move_to_error(path: Path, folder: Path, now: float, sidecar: Mapping[str, An
     body = dict(sidecar)
     body["file"] = str(path)
     body["moved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    earlier = travelling_sidecar(path)
+    previous = _read_json(earlier)
+    if previous is not None:
+        body["previous"] = previous  # the failure before the retry, folded into the new sidecar
     try:
         # Never readable by more users than the data it describes (it may quote row values).
         moves.write_json_atomic(sidecar_path(dest), body, mode=mode & 0o666)
     except OSError:
         log.exception("could not write the error sidecar", path=str(dest))
+    else:
+        earlier.unlink(missing_ok=True)
     return dest
 
 
 def sidecar_path(error_file: Path) -> Path:
     """Where the ``.error.json`` sidecar of a file in error/ lives."""
     return error_file.with_name(error_file.name + SIDECAR_SUFFIX)
+
+
+def travelling_sidecar(path: Path) -> Path:
+    """Where the sidecar of a retried file waits beside it in its drop folder: ``.<name>.error.json``.
+
+    Hidden, so that no scan ever takes it for a file to load (whatever ACCEPTED_EXTENSIONS says);
+    it leaves the drop folder with its file (`move_to_processed`, `move_to_error`).
+    """
+    name = "." + path.name + SIDECAR_SUFFIX
+    if len(os.fsencode(name)) > NAME_MAX_BYTES:
+        name = "." + hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16] + SIDECAR_SUFFIX
+    return path.with_name(name)
 
 
 def place_rejects(rejects: Path, moved: Path, folder: Path, tracking_id: int) -> Path:
@@ -204,8 +235,12 @@ def place_rejects(rejects: Path, moved: Path, folder: Path, tracking_id: int) ->
 
 def read_sidecar(error_file: Path) -> dict[str, Any] | None:
     """The sidecar of a file in error/, or None if it is missing or unreadable."""
+    return _read_json(sidecar_path(error_file))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(sidecar_path(error_file).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -246,7 +281,8 @@ def move_back_for_retry(error_file: Path) -> Path:
 
     The original name comes from the sidecar (so a name shortened to fit the prefix is
     restored) or else from stripping the prefix. Markers moved along with the file go back
-    too, and the sidecar is removed.
+    too, and the sidecar travels with it (`travelling_sidecar`): into the next sidecar if the
+    file fails again, beside it in processed/ if it loads.
 
     Raises:
         ValueError: `error_file` is not inside an error/ folder.
@@ -274,7 +310,14 @@ def move_back_for_retry(error_file: Path) -> Path:
             moved = error_file.parent / _fit_name(prefix[:-1], marker.name, 0)
             with contextlib.suppress(FileNotFoundError, FileExistsError):
                 moves.move_file(moved, marker)
-    sidecar_path(error_file).unlink(missing_ok=True)
+    sidecar = sidecar_path(error_file)
+    if _is_regular(sidecar):
+        travelling = travelling_sidecar(dest)
+        travelling.unlink(missing_ok=True)  # left by an earlier retry whose file was removed
+        try:
+            moves.move_file(sidecar, travelling)
+        except OSError as exc:
+            log.warning("could not move the sidecar along with its file", path=str(sidecar), error=str(exc))
     log.info("file put back for a retry", path=str(dest), from_path=str(error_file))
     return dest
 

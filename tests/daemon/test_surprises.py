@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.daemon.support import Daemon, data_files, drop, query, wait_for
+from tests.daemon.support import REPO, Daemon, data_files, drop, query, wait_for
 
 pytestmark = pytest.mark.daemon
 
@@ -98,3 +101,52 @@ class TestNames:
         if daemon.url.startswith("postgresql"):
             assert columns == ["id", "xmin_2", "xmax_2", "ymin", "ymax", "ctid_2"]
         assert all(re.fullmatch(r"[a-z0-9_]+", c) for c in columns)
+
+
+def cli(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m backend ARGS` as a separate process, with the daemon's settings."""
+    env = {**d.environment(), "HEALTH_ENABLED": "false", "LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "backend", "--env-file", "/nonexistent/.env", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class TestRetry:
+    def test_retry_refuses_the_sidecar_and_moves_the_file_with_it(self, tmp_path: Path, db_url: str):
+        """retry of a sidecar is refused (both stay put); retry of the file loads it, its sidecar along."""
+        config = tmp_path / "config"
+        d = Daemon(tmp_path, db_url, {"CONFIG_DIR": str(config)}).start()
+        try:
+            d.wait_healthy()
+            folder = d.folder("noref", "append")
+            drop(folder / "ragged.csv", "a,b\n1,2\n3,4,5\n")
+            wait_for(lambda: data_files(folder, "error"), 30, what="ragged file in error/")
+            moved = data_files(folder, "error")[0]
+            sidecar = moved.with_name(moved.name + ".error.json")
+            wait_for(sidecar.exists, 10, what="sidecar")
+            refused = cli(d, "retry", str(sidecar))
+            assert refused.returncode == 1 and "retry the file itself" in refused.stderr
+            assert moved.exists() and sidecar.exists() and not (folder / "ragged.csv.error.json").exists()
+            elsewhere = tmp_path / "other" / "error"
+            elsewhere.mkdir(parents=True)
+            (elsewhere / "x.csv").write_text("a\n1\n")
+            refused = cli(d, "retry", str(elsewhere / "x.csv"))
+            assert refused.returncode == 1 and "not in an error/ folder of the dropoff" in refused.stderr
+            (config / "tables").mkdir(parents=True)
+            (config / "tables" / "ragged.yaml").write_text("ragged_rows: repair\n")
+            done = cli(d, "retry", str(moved))
+            assert done.returncode == 0, done.stderr
+            wait_for(lambda: data_files(folder, "processed"), 30, what="retried file loaded")
+            loaded = data_files(folder, "processed")[0]
+            previous = loaded.with_name(loaded.name + ".previous.error.json")
+            wait_for(previous.exists, 10, what="the earlier sidecar beside the loaded file")
+            assert "line 3" in json.loads(previous.read_text())["reason"]
+            assert [p for p in folder.iterdir() if p.is_file()] == []
+        finally:
+            d.terminate()
