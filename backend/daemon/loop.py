@@ -22,11 +22,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from backend import faults
+from backend import faults, tracking
 from backend.config import Settings
 from backend.daemon import claim
 from backend.daemon import folders as lifecycle
 from backend.daemon.housekeeping import catch_up, start_housekeeping, wait_for_database
+from backend.daemon.marker import FolderMarker
 from backend.daemon.metrics import Metrics
 from backend.daemon.notify import Heartbeat, Notifier, StatusLine, watchdog_interval_seconds
 from backend.daemon.probes import start_health
@@ -90,8 +91,10 @@ class Loop:
         pulse: Heartbeat,
         status: StatusLine,
         watcher: Watcher | None = None,
+        marker: FolderMarker | None = None,
     ) -> None:
         self.rt = rt
+        self._marker = marker
         self._scanner, self._dispatcher, self._clock = scanner, dispatcher, clock
         self._pulse, self._status, self._watcher = pulse, status, watcher
         self.futures: dict[Path, Future[Outcome]] = {}
@@ -110,7 +113,9 @@ class Loop:
         ready = rt.tracker.check(pending, now=self._clock.monotonic(), tick=self._pulse.beat)
         rt.metrics.files_waiting_stability.set(len(rt.tracker.waiting()))
         dispatched = 0
-        if rt.outage.may_dispatch():
+        # Another database's daemon took the folder over (its marker replaced ours): load nothing.
+        foreign = self._marker.check() if self._marker is not None else None
+        if rt.outage.may_dispatch() and foreign is None:
             if rt.orphans or rt.unrecorded_moves:
                 catch_up(rt)
             for item in ready:
@@ -228,6 +233,9 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
     """Run the monitor until `stop` is set (or, with `until_idle`, until nothing is left to do)."""
     base = settings.dropoff_base_path
     lifecycle.ensure_directories(base)
+    # One folder, one database: refuse before anything is loaded (ConfigError, exit code 2).
+    marker = FolderMarker(settings, tracking.OWNER)
+    marker.claim()
     db = open_database(settings)
     clock = SystemClock()
     rt = Runtime(
@@ -272,6 +280,7 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
         pulse=pulse,
         status=StatusLine(notify),
         watcher=watcher,
+        marker=marker,
     )
     notify.ready(f"watching {base}")
     log.info(

@@ -150,3 +150,42 @@ class TestRetry:
             assert [p for p in folder.iterdir() if p.is_file()] == []
         finally:
             d.terminate()
+
+
+class TestOneFolderOneDatabase:
+    def test_a_daemon_of_another_database_refuses_the_folder(self, tmp_path: Path, db_url: str):
+        """A second daemon with another DATABASE_URL exits 2 saying why; files load once, into the first."""
+        first = Daemon(tmp_path, db_url, name="d1").start()
+        try:
+            first.wait_healthy()
+            other_url = f"sqlite:///{tmp_path / 'other.db'}"
+            second = Daemon(tmp_path, other_url, {"DATA_DIR": str(tmp_path / "data2")}, name="d2").start()
+            assert second.proc is not None and second.proc.wait(60) == 2
+            assert "belongs to another database" in second.log() and "delete the marker" in second.log()
+            folder = first.folder("ref", "fullload")
+            drop(folder / "once.csv", "a\n1\n")
+            wait_for(lambda: data_files(folder, "processed"), 30, what="file processed by the first daemon")
+            rows = query(first.url, first.root, 'SELECT status, moved_to FROM ref."File_Monitor_Tracking"')
+            assert len(rows) == 1 and rows[0][0] == "loaded" and rows[0][1]
+            marker = json.loads((first.dropoff / ".refdata-monitor.json").read_text())
+            assert marker["daemon"] and marker["schema"] == "ref" and "other.db" not in marker["database"]
+        finally:
+            first.terminate()
+
+    def test_a_second_daemon_of_the_same_database_may_share_the_folder(self, tmp_path: Path, db_url: str):
+        """Same database, another spelling of its URL: the second daemon starts and both serve the folder."""
+        first = Daemon(tmp_path, db_url, name="d1").start()
+        if db_url.startswith("sqlite:///"):
+            path = Path(db_url.removeprefix("sqlite:///"))
+            spelled = f"sqlite:///{path.parent}/./{path.name}"
+        else:
+            spelled = db_url.replace("postgresql+psycopg://", "postgresql://")
+        assert spelled != db_url
+        second = Daemon(tmp_path, spelled, name="d2").start()
+        try:
+            first.wait_healthy()
+            second.wait_healthy()
+            assert first.alive() and second.alive()
+        finally:
+            first.terminate()
+            second.terminate()
