@@ -407,6 +407,7 @@ def _stage_and_publish(
                         },
                         # Recorded with the publish: one commit fewer per file.
                         events=(("validated", quality.report),),
+                        make_current=request.make_current,
                     )
                 except BaseException:
                     conn.rollback()

@@ -48,10 +48,13 @@ def publish(
     tracking_values: dict[str, Any],
     convert: bool = True,
     events: Sequence[tuple[str, dict[str, Any]]] = (),
+    make_current: bool = True,
 ) -> Published:
     """Move `source` rows (columns ``_row_number`` then the plan's columns) into the live table.
 
     `conn` must already be inside the write transaction (`Database.write`); the caller commits.
+    With `make_current` False a fullload's rows become the next bkp version only and the live
+    table is not touched (issue 14: an older file that arrived after a newer one).
     """
     schema = db.catalog.data_schema
     # Serialise publishers of this table before looking at it: two first loads must not both
@@ -59,6 +62,11 @@ def publish(
     db.adapter.serialize_publish(conn, schema, plan.table)
     live, created = prepare_live(conn, db, plan, column_types, load_type)
     now = utcnow()
+    if load_type is LoadType.FULLLOAD and not make_current and not created:
+        return _keep_as_version(
+            conn, db, plan, live, source, tracking_id, now, expected_rows, column_types, tracking_values,
+            convert=convert, events=events,
+        )  # fmt: skip
     backup_version = None
     if load_type is LoadType.FULLLOAD:
         backup_version = _backup_and_clear(conn, db, live, tracking_id, now)
@@ -103,6 +111,78 @@ def publish(
     )
     faults.hit("publish.before_commit")
     return Published(expected_rows, backup_version, cfg_inserted)
+
+
+def _keep_as_version(
+    conn: Connection,
+    db: Database,
+    plan: TablePlan,
+    live: sa.Table,
+    source: sa.Select[Any],
+    tracking_id: int,
+    now: datetime,
+    expected_rows: int,
+    column_types: Sequence[ColumnType],
+    tracking_values: dict[str, Any],
+    *,
+    convert: bool,
+    events: Sequence[tuple[str, dict[str, Any]]],
+) -> Published:
+    """Insert the staged rows into bkp under the next version; the live table stays as it is."""
+    missing = [c for c in plan.columns if c not in live.c]
+    if missing:
+        raise RowError(
+            f"{plan.table}: this file is kept as a version only (the table holds a newer one), but its "
+            f"columns {missing} are not in the table, so bkp cannot hold them; load it with --table "
+            "into a table of its own, or restore the table's structure first",
+            stage="publish",
+        )
+    backup = ensure_backup_table(conn, db, live)
+    version = (
+        int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(backup.c._bkp_version), 0))).scalar_one()) + 1
+    )
+    stored = final_types(live, plan, column_types, ())
+    rows = _convert(db, live, plan, source, tracking_id, now, LoadType.FULLLOAD, stored, convert=convert)
+    sub = rows.subquery("v")
+    metadata = ["_load_id", "_row_number", "_loaded_at", "_load_type"]
+    inserted = conn.execute(
+        sa.insert(backup).from_select(
+            ["_bkp_version", "_bkp_load_id", "_bkp_at", *plan.columns, *metadata],
+            sa.select(
+                sa.literal(version, sa.Integer),
+                sa.literal(tracking_id, sa.BigInteger),
+                sa.literal(now, sa.DateTime),
+                *sub.c,
+            ),
+        )
+    ).rowcount
+    if inserted is not None and inserted >= 0 and inserted != expected_rows:
+        raise RowError(f"kept {inserted} rows but staged {expected_rows}; rolled back", stage="publish")
+    tracking.mark_loaded(
+        conn,
+        db,
+        tracking_id,
+        rows_loaded=expected_rows,
+        backup_version=version,
+        reference_config_inserted=False,
+        column_types=tracking.encode_types(stored),
+        **tracking_values,
+    )
+    for name, details in events:
+        add_event(conn, db, tracking_id, name, details)
+    add_event(
+        conn,
+        db,
+        tracking_id,
+        tracking.KEPT_AS_VERSION,
+        {
+            "table": f"{db.catalog.backup_schema}.{plan.table}",
+            "rows": expected_rows,
+            "backup_version": version,
+        },
+    )
+    faults.hit("publish.before_commit")
+    return Published(expected_rows, version, False)
 
 
 def _backup_and_clear(
