@@ -45,6 +45,16 @@ _DATE_STAMP = re.compile(
 )
 
 
+def date_stamp(name: str) -> str | None:
+    """The first date stamp in a file name as digits (``x_2024-01-31.csv`` -> ``20240131``), or None.
+
+    The same stamps `table_name_from_file` removes; a time after the date is kept
+    (``20240131_0830`` -> ``202401310830``), so stamps of one day still sort by time.
+    """
+    match = _DATE_STAMP.search(PurePath(name).name)
+    return re.sub(r"\D", "", match.group(0)) if match else None
+
+
 def _ascii(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return decomposed.encode("ascii", "ignore").decode("ascii")

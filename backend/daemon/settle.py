@@ -29,6 +29,7 @@ import structlog
 from backend import tracking
 from backend.daemon import claim
 from backend.daemon import folders as lifecycle
+from backend.daemon.order import Verdict, becomes_current
 from backend.daemon.runtime import Runtime
 from backend.daemon.stability import ReadyFile
 from backend.errors import (
@@ -41,8 +42,9 @@ from backend.errors import (
     ShutdownError,
 )
 from backend.load.loader import LoadHooks, load_file, rejects_file
-from backend.models import LoadRequest
+from backend.models import LoadRequest, LoadType
 from backend.naming import table_name_from_file
+from backend.policies import load_table_policy
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +99,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         tracking_id = outcome.tracking_id
         with rt.lock:
             rt.in_flight[path] = tracking_id
+        verdict = current_or_version(rt, table, path, mtime, load_type)
         result = load_file(
             db,
             settings,
@@ -106,6 +109,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
                 is_reference=is_reference,
                 sha256=sha256,
                 tracking_id=tracking_id,
+                make_current=verdict.current,
             ),
             LoadHooks(check_cancel=cancel_checker(rt, path)),
         )
@@ -153,6 +157,18 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         with rt.lock:
             rt.in_flight.pop(path, None)
         remove_cancel_marker(path)
+
+
+def current_or_version(rt: Runtime, table: str, path: Path, mtime: float, load_type: LoadType) -> Verdict:
+    """Whether this fullload replaces its table, by the table's `fullload_wins` policy (appends: yes)."""
+    if load_type is not LoadType.FULLLOAD:
+        return Verdict(True)
+    policy = load_table_policy(rt.settings.config_dir, table)
+    verdict = becomes_current(rt.db, table, path.name, mtime, policy.fullload_wins)
+    if not verdict.current:
+        log.warning("older than the table's current file; loading it as a version only", file=path.name,
+                    reason=verdict.reason)  # fmt: skip
+    return verdict
 
 
 def reject_entry(rt: Runtime, path: Path, reason: str) -> Outcome:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -189,3 +191,100 @@ class TestOneFolderOneDatabase:
         finally:
             first.terminate()
             second.terminate()
+
+
+def drop_together(folder: Path, files: dict[str, str]) -> None:
+    """Write every file under a hidden name first, then rename them all in at once (random order)."""
+    staged = []
+    for name, text in files.items():
+        tmp = folder.parent / f".{name}.part"
+        tmp.write_text(text)
+        staged.append((tmp, folder / name))
+    random.shuffle(staged)
+    for tmp, final in staged:
+        os.replace(tmp, final)
+
+
+def loads_of(d: Daemon, table: str) -> list[tuple]:
+    return [
+        tuple(r)
+        for r in query(
+            d.url,
+            d.root,
+            "SELECT file_name, status, created_at, processed_at, backup_version "
+            f"FROM ref.\"File_Monitor_Tracking\" WHERE table_name = '{table}' ORDER BY processed_at, id",
+        )
+    ]
+
+
+class TestOrder:
+    ROUNDS = 20
+    FILES = 10
+
+    def test_fullloads_of_one_table_apply_in_stamp_order_and_the_newest_wins(
+        self, tmp_path: Path, db_url: str
+    ):
+        """10 files of one table dropped at once (WORKERS=4), 20 rounds: one at a time, oldest stamp first."""
+        d = Daemon(tmp_path, db_url, {"WORKERS": "4"}).start()
+        try:
+            d.wait_healthy()
+            folder = d.folder("ref", "fullload")
+            rng = random.Random(14)
+            for batch in range(0, self.ROUNDS, 5):
+                rounds = range(batch, batch + 5)
+                files: dict[str, str] = {}
+                for r in rounds:
+                    days = rng.sample(range(1, 29), self.FILES)
+                    files.update({f"rates_r{r}_2024-02-{day:02d}.csv": f"day\n{day}\n" for day in days})
+                drop_together(folder, files)
+                # mtimes run against the stamps: the stamp, not the mtime, decides
+                for i, name in enumerate(sorted(files, reverse=True)):
+                    os.utime(folder / name, (1_700_000_000 + i, 1_700_000_000 + i))
+                expected = len(files) * (batch // 5 + 1)
+                wait_for(
+                    lambda n=expected: len(data_files(folder, "processed")) >= n,
+                    120,
+                    what=f"rounds {batch}..{batch + 4} processed",
+                )
+                for r in rounds:
+                    table = f"rates_r{r}"
+                    loads = loads_of(d, table)
+                    stamps = [name.rsplit("_", 1)[1] for name, *_ in loads]
+                    assert [row[1] for row in loads] == ["loaded"] * self.FILES
+                    assert stamps == sorted(stamps), f"round {r} applied out of order: {stamps}"
+                    for before, after in itertools.pairwise(loads):
+                        assert after[2] >= before[3], f"round {r}: two loads of {table} overlapped"
+                    newest = max(int(s[8:10]) for s in stamps)
+                    assert [x[0] for x in query(d.url, d.root, f"SELECT day FROM ref.{table}")] == [
+                        str(newest)
+                    ]
+        finally:
+            d.terminate()
+
+    def test_an_older_file_arriving_late_is_kept_as_a_version_only(self, tmp_path: Path, db_url: str):
+        """A late older file goes to bkp only, the table keeps the newer; last_arrival lets it win."""
+        config = tmp_path / "config"
+        d = Daemon(tmp_path, db_url, {"CONFIG_DIR": str(config)}).start()
+        try:
+            d.wait_healthy()
+            folder = d.folder("ref", "fullload")
+            for table in ("countries", "cities"):
+                drop(folder / f"{table}_2024-01-03.csv", "v\n3\n")
+                wait_for(
+                    lambda t=table: any(t in p.name for p in data_files(folder, "processed")), 30, what=table
+                )
+            (config / "tables").mkdir(parents=True)
+            (config / "tables" / "cities.yaml").write_text("fullload_wins: last_arrival\n")
+            for table in ("countries", "cities"):
+                drop(folder / f"{table}_2024-01-01.csv", "v\n1\n")
+            wait_for(lambda: len(data_files(folder, "processed")) == 4, 30, what="late files processed")
+            assert [r[0] for r in query(d.url, d.root, "SELECT v FROM ref.countries")] == ["3"]
+            assert [r[0] for r in query(d.url, d.root, "SELECT v FROM ref.cities")] == ["1"]
+            late = loads_of(d, "countries")[-1]
+            assert late[0] == "countries_2024-01-01.csv" and late[1] == "loaded" and late[4] == 1
+            assert [
+                r[0] for r in query(d.url, d.root, "SELECT v FROM bkp.countries WHERE _bkp_version = 1")
+            ] == ["1"]
+            assert "version only" in d.log()
+        finally:
+            d.terminate()
