@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -106,12 +106,23 @@ class HashingReader:
         return False
 
 
+class CancelCheck(Protocol):
+    """Raises CancelledError when an operator asked to stop load `tracking_id`.
+
+    Called between batches (it may look at the database only now and then), and with `final`
+    immediately before the publish transaction and inside it just before its commit (it must
+    look then: a cancel that lands while the file stages is never published).
+    """
+
+    def __call__(self, tracking_id: int, *, final: bool = False) -> None: ...
+
+
 @dataclass
 class LoadHooks:
     """Callbacks the daemon passes in; the CLI uses the defaults."""
 
     #: Raises CancelledError when an operator asked to stop this load.
-    check_cancel: Callable[[int], None] | None = None
+    check_cancel: CancelCheck | None = None
     #: Extra values for the tracking row when the load publishes.
     extra_tracking: dict[str, Any] = field(default_factory=dict)
 
@@ -385,6 +396,8 @@ def _stage_and_publish(
                     raise
 
                 source = sa.select(stage.c._row_number, *(stage.c[c] for c in columns))
+                if hooks.check_cancel is not None:
+                    hooks.check_cancel(tracking_id, final=True)
                 db.adapter.begin_write(conn)
                 try:
                     published = publish(
@@ -409,6 +422,10 @@ def _stage_and_publish(
                         events=(("validated", quality.report),),
                         make_current=request.make_current,
                     )
+                    # Inside the transaction, after the tracking row is ours (a cancel arriving
+                    # now waits for the commit and then finds the load committed: "too late").
+                    if hooks.check_cancel is not None:
+                        hooks.check_cancel(tracking_id, final=True)
                 except BaseException:
                     conn.rollback()
                     raise
