@@ -394,14 +394,28 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.ops.status import request_cancel
+    from backend.ops.cancel import WAIT_SECONDS, cancel_load
 
     db = _db(settings)
     try:
-        request_cancel(db, args.tracking_id)
+        outcome = cancel_load(db, args.tracking_id)
     finally:
         db.dispose()
-    print(f"cancel requested for load {args.tracking_id}; it stops at the next batch")
+    number = args.tracking_id
+    if outcome.too_late:
+        print(f"too late: load {number} was already committed; undo it with restore", file=sys.stderr)
+        return EXIT_REFUSED
+    if outcome.status == "cancelled":
+        print(f"cancelled: load {number} was rolled back; the table is unchanged and the file is in error/")
+        return EXIT_OK
+    if outcome.status is None:
+        print(
+            f"cancel requested, but load {number} still runs after {WAIT_SECONDS:.0f}s; it stops at its "
+            "next batch (see status)",
+            file=sys.stderr,
+        )
+        return EXIT_RETRY
+    print(f"load {number} ended as {outcome.status} before the cancel took effect: {outcome.error_message}")
     return EXIT_OK
 
 

@@ -288,3 +288,89 @@ class TestOrder:
             assert "version only" in d.log()
         finally:
             d.terminate()
+
+
+def big_csv(tag: str, megabytes: int = 50) -> bytes:
+    """About `megabytes` MB of reference data whose every row carries `tag` (5 characters)."""
+    row = "{i},TAG00,Reference item number {i:08d} with a longish description,{v}.25,2024-01-31,true\n"
+    block = "".join(row.format(i=i, v=i % 977) for i in range(10_000)).encode()
+    body = block * max(1, megabytes * 1024 * 1024 // len(block))
+    return b"id,tag,name,value,day,flag\n" + body.replace(b"TAG00", tag.encode())
+
+
+def table_state(d: Daemon) -> tuple:
+    return tuple(query(d.url, d.root, "SELECT COUNT(*), MIN(tag), MAX(tag) FROM ref.big")[0])
+
+
+def cancel_rounds(tmp_path: Path, db_url: str, rounds: int, seed: int) -> list[str]:
+    """Drop a 50 MB fullload per round and cancel it at a random instant; returns the outcomes."""
+    rng = random.Random(seed)
+    d = Daemon(tmp_path, db_url).start()
+    outcomes = []
+    try:
+        d.wait_healthy()
+        folder = d.folder("ref", "fullload")
+        drop(folder / "big.csv", "id,tag,name,value,day,flag\n1,START,x,1.25,2024-01-31,true\n")
+        wait_for(lambda: data_files(folder, "processed"), 30, what="baseline loaded")
+        for r in range(rounds):
+            before = table_state(d)
+            settled = len(data_files(folder, "processed")) + len(data_files(folder, "error"))
+            tmp = folder.parent / ".big.csv.part"
+            tmp.write_bytes(big_csv(f"R{r:04d}"))
+            os.replace(tmp, folder / "big.csv")
+            ids = wait_for(
+                lambda: query(
+                    d.url,
+                    d.root,
+                    'SELECT id FROM ref."File_Monitor_Tracking" '
+                    "WHERE status = 'processing' AND file_name = 'big.csv'",
+                ),
+                60,
+                what="the 50 MB load running",
+            )
+            time.sleep(rng.uniform(0.0, 6.0))
+            result = cli(d, "cancel", str(ids[0][0]))
+            wait_for(
+                lambda n=settled: len(data_files(folder, "processed")) + len(data_files(folder, "error")) > n,
+                120,
+                what="the 50 MB file settled",
+            )
+            status = query(
+                d.url, d.root, f'SELECT status FROM ref."File_Monitor_Tracking" WHERE id = {ids[0][0]}'
+            )
+            if result.returncode == 0 and result.stdout.startswith("cancelled"):
+                assert status[0][0] == "cancelled"
+                assert table_state(d) == before, f"round {r}: a cancelled load changed the table"
+                outcomes.append("cancelled")
+            else:
+                assert result.returncode == 1 and "too late" in result.stderr, (result.stdout, result.stderr)
+                assert status[0][0] == "loaded"
+                count, low, high = table_state(d)
+                assert low == high == f"R{r:04d}" and count > 100_000
+                outcomes.append("too late")
+    finally:
+        d.terminate()
+    return outcomes
+
+
+class TestCancel:
+    def test_a_cancel_at_a_random_instant_is_honoured_or_too_late(self, tmp_path: Path, db_url: str):
+        """Cancels at random instants of a 50 MB load: cancelled with the table unchanged, or "too late"."""
+        outcomes = cancel_rounds(tmp_path, db_url, rounds=2, seed=1414)
+        assert len(outcomes) == 2
+
+    @pytest.mark.soak
+    @pytest.mark.timeout(1800)
+    def test_many_cancels_at_random_instants(self, tmp_path: Path, db_url: str):
+        """Soak: 20 rounds of the same, both outcomes seen."""
+        outcomes = cancel_rounds(tmp_path, db_url, rounds=20, seed=14)
+        assert set(outcomes) == {"cancelled", "too late"}
+
+    def test_a_cancel_after_the_commit_says_too_late(self, daemon: Daemon):
+        """Cancelling a load that already committed exits 1 with "too late: load N was already committed"."""
+        daemon.start().wait_healthy()
+        folder = daemon.folder("ref", "fullload")
+        drop(folder / "small.csv", "a\n1\n")
+        wait_for(lambda: data_files(folder, "processed"), 30, what="loaded")
+        result = cli(daemon, "cancel", "1")
+        assert result.returncode == 1 and "too late: load 1 was already committed" in result.stderr
