@@ -202,19 +202,21 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from backend.detection import detect
     from backend.detection.report import format_detection
     from backend.load.loader import header_names
-    from backend.naming import normalize_columns
+    from backend.naming import normalize_columns, table_name_from_file
 
     detection = detect(args.file, settings)
-    columns = normalize_columns(header_names(detection), adapter_for(settings.url).max_identifier_length)
+    adapter = adapter_for(settings.url)
+    columns = normalize_columns(
+        header_names(detection), adapter.max_identifier_length, adapter.reserved_column_names
+    )
+    table = table_name_from_file(args.file, adapter.max_identifier_length)
     schema = _schema_report(settings, args.table, columns) if args.table else None
     if args.json:
         extra = {"schema_report": schema.to_dict()} if schema is not None else {}
-        print(
-            json.dumps(
-                {**detection.to_dict(), "columns": list(columns), **extra}, ensure_ascii=False, indent=2
-            )
-        )
+        body = {**detection.to_dict(), "table": table, "columns": list(columns), **extra}
+        print(json.dumps(body, ensure_ascii=False, indent=2))
     else:
+        print(f"Table: {settings.data_schema}.{table} (from the file name; see README, How a file travels)")
         print(format_detection(detection, columns))
         if schema is not None:
             print(f"schema vs {settings.data_schema}.{schema.table}: {schema.describe()}")
@@ -379,7 +381,7 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.ops.status import retry
+    from backend.ops.retry import retry
 
     db = _db(settings) if args.target.isdigit() else None
     try:
@@ -392,14 +394,28 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.ops.status import request_cancel
+    from backend.ops.cancel import WAIT_SECONDS, cancel_load
 
     db = _db(settings)
     try:
-        request_cancel(db, args.tracking_id)
+        outcome = cancel_load(db, args.tracking_id)
     finally:
         db.dispose()
-    print(f"cancel requested for load {args.tracking_id}; it stops at the next batch")
+    number = args.tracking_id
+    if outcome.too_late:
+        print(f"too late: load {number} was already committed; undo it with restore", file=sys.stderr)
+        return EXIT_REFUSED
+    if outcome.status == "cancelled":
+        print(f"cancelled: load {number} was rolled back; the table is unchanged and the file is in error/")
+        return EXIT_OK
+    if outcome.status is None:
+        print(
+            f"cancel requested, but load {number} still runs after {WAIT_SECONDS:.0f}s; it stops at its "
+            "next batch (see status)",
+            file=sys.stderr,
+        )
+        return EXIT_RETRY
+    print(f"load {number} ended as {outcome.status} before the cancel took effect: {outcome.error_message}")
     return EXIT_OK
 
 

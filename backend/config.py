@@ -112,7 +112,11 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="Seconds between rescans (fractions allowed)."
     )
     stability_checks: int = Field(default=6, ge=1, description="Consecutive unchanged checks before loading.")
-    min_file_age_seconds: float = Field(default=0.0, ge=0, description="Minimum age (mtime) before loading.")
+    min_file_age_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds a file must be seen unchanged by the daemon's own clock (never its mtime).",
+    )
     force_polling: bool = Field(
         default=False, description="Rescans only, no filesystem events (network shares)."
     )

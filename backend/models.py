@@ -260,6 +260,9 @@ class LoadRequest:
     #: Tracking id already claimed by the daemon, if any.
     tracking_id: int | None = None
     sha256: str | None = None
+    #: A fullload replaces the table's rows; False keeps them as a bkp version only, the live
+    #: table untouched (an older file that arrived after a newer one: `daemon.order`).
+    make_current: bool = True
 
 
 @dataclass(frozen=True, slots=True)

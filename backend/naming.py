@@ -6,7 +6,17 @@ digit gets a prefix, and a name longer than the dialect's limit is cut and given
 8-hex-digit hash of the original so two long names that share a prefix stay distinct.
 Names that differ in the file but clash after normalising (``Temp (°C)`` and ``Temp [°C]``)
 are never merged: the later one gets the next free ``_2``, ``_3`` suffix, as identical cells
-do, and the original texts stay in the detection for `export` (issue 16, item 4).
+do, and the original texts stay in the detection for `export` (issue 16, item 4). A column name
+the database reserves for itself (PostgreSQL's system columns ``xmin``, ``ctid``, ...; each
+adapter's `reserved_column_names`) is renamed the same way, as if that column came first.
+
+Table names from any script (issue 14, item 5): a name whose letters decompose to ASCII keeps
+the rule above (``Données.csv`` -> ``donnees``). Letters that do not (``ß``, ``Ł``, any
+non-Latin script) are transliterated with anyascii (``Straße`` -> ``strasse``); when some come
+from outside the Latin script, whose transliteration is lossy (``国家`` and ``國家`` both read
+``GuoJia``), the name also gets ``_`` + 8 hex digits of a SHA-256 of the name without its date
+stamps (case-folded, punctuation ignored): ``国家_2024-01-31.csv`` -> ``guojia_<hash>``, the same
+table for every date. A name that transliterates to nothing (``★.csv``, ``---.csv``) is ``t_<hash>``.
 """
 
 from __future__ import annotations
@@ -14,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import PurePath
+
+from anyascii import anyascii
 
 #: Tables the product owns in the data schema; a file may not be named after them.
 RESERVED_TABLES = frozenset({"file_monitor_tracking", "file_monitor_events", "reference_data_cfg"})
@@ -31,6 +43,16 @@ _DATE_STAMP = re.compile(
     + _TIME  # YYYY-MM-DD
     + r")(?![0-9])"
 )
+
+
+def date_stamp(name: str) -> str | None:
+    """The first date stamp in a file name as digits (``x_2024-01-31.csv`` -> ``20240131``), or None.
+
+    The same stamps `table_name_from_file` removes; a time after the date is kept
+    (``20240131_0830`` -> ``202401310830``), so stamps of one day still sort by time.
+    """
+    match = _DATE_STAMP.search(PurePath(name).name)
+    return re.sub(r"\D", "", match.group(0)) if match else None
 
 
 def _ascii(text: str) -> str:
@@ -52,31 +74,65 @@ def shorten(name: str, original: str, max_length: int) -> str:
 
 
 def table_name_from_file(path: str | PurePath, max_length: int = 128) -> str:
-    """Derive the target table's name from a file name (``Countries_2024-01-31.csv`` -> ``countries``)."""
+    """Derive the target table's name from a file name (``Countries_2024-01-31.csv`` -> ``countries``).
+
+    Stable (a pure function of the name) and distinct for names in other scripts; see the
+    module docstring for the rules.
+    """
     stem = PurePath(path).name
     # Drop every extension-like suffix we accept (e.g. "x.csv", "x.csv.txt").
     stem = re.sub(r"(\.(csv|txt|tsv|psv|dat))+$", "", stem, flags=re.IGNORECASE)
     if "." in stem:
         stem = stem.rsplit(".", 1)[0] or stem
     without_dates = _DATE_STAMP.sub("_", stem)
-    name = normalize_identifier(without_dates) or normalize_identifier(stem) or "table"
-    if name[0].isdigit():
-        name = "t_" + name
-    name = shorten(name, stem, max_length)
+    source = without_dates if any(c.isalnum() for c in without_dates) else stem
+    name = normalize_identifier(source)
+    if name and _spelled_in_ascii(source):
+        if name[0].isdigit():
+            name = "t_" + name
+        name = shorten(name, stem, max_length)
+    else:
+        name = _transliterated(source, max_length)
     if name in RESERVED_TABLES:
         name = shorten(name + "_data", stem, max_length)
     return name
 
 
-def normalize_columns(headers: Sequence[str], max_length: int = 63) -> tuple[str, ...]:
+def _spelled_in_ascii(text: str) -> bool:
+    """Whether every letter and digit of `text` decomposes to ASCII (``é`` does, ``ß`` and ``国`` do not)."""
+    return all(_ascii(c) for c in text if c.isalnum())
+
+
+def _transliterated(source: str, max_length: int) -> str:
+    """A name for `source` spelled with anyascii, tagged with a hash when the script is not Latin."""
+    key = re.sub(r"[\W_]+", "_", unicodedata.normalize("NFC", source).casefold()).strip("_")
+    tag = hashlib.sha256((key or source).encode("utf-8")).hexdigest()[:8]
+    spelled = normalize_identifier(anyascii(source))
+    non_latin = any(
+        c.isalpha() and not c.isascii() and "LATIN" not in unicodedata.name(c, "") for c in source
+    )
+    if not spelled:
+        return "t_" + tag
+    if spelled[0].isdigit():
+        spelled = "t_" + spelled
+    if not non_latin:
+        return shorten(spelled, key, max_length)
+    return spelled[: max_length - len(tag) - 1].rstrip("_") + "_" + tag
+
+
+def normalize_columns(
+    headers: Sequence[str], max_length: int = 63, reserved: Collection[str] = ()
+) -> tuple[str, ...]:
     """Turn header cells into unique, safe column names.
 
     Blank cells become ``column_N`` (N is the 1-based position); identical header texts get
     ``_2``, ``_3`` suffixes; a different text that normalises to a name already taken gets the
     next free suffix (``rate``, ``rate_2``, ``rate_3``); see `name_clashes` for reporting them.
+    A name in `reserved` (the database's own columns, ``xmin`` on PostgreSQL) counts as taken:
+    ``xmin`` becomes ``xmin_2``.
     """
     names: list[str] = []
-    origin: dict[str, str] = {}
+    origin: dict[str, str] = {name: "" for name in reserved}
     seen_text: dict[str, int] = {}
     for position, raw in enumerate(headers, start=1):
         text = raw.strip()

@@ -40,6 +40,16 @@ class TypeMismatch(str, Enum):
     WIDEN_TO_TEXT = "widen_to_text"
 
 
+class FullloadWins(str, Enum):
+    """Which of a table's fullloads becomes its current contents (issue 14, item 1)."""
+
+    #: The file with the newest date stamp in its name (then mtime, then name); an older file
+    #: arriving after a newer one is loaded as a bkp version only.
+    NEWEST_STAMP = "newest_stamp"
+    #: Whatever arrives last becomes current, whatever its name says.
+    LAST_ARRIVAL = "last_arrival"
+
+
 class Severity(str, Enum):
     ERROR = "error"
     WARN = "warn"
@@ -77,7 +87,16 @@ TYPE_NAMES = {
     "datetime": ColumnKind.DATETIME,
 }
 _TOP_KEYS = frozenset(
-    {"ragged_rows", "type_policy", "type_mismatch", "schema_evolution", "rules", "validation", "sensitive"}
+    {
+        "ragged_rows",
+        "type_policy",
+        "type_mismatch",
+        "schema_evolution",
+        "fullload_wins",
+        "rules",
+        "validation",
+        "sensitive",
+    }
 )
 _VALIDATION_KEYS = frozenset({"procedure", "schema", "sql_file"})
 _SENSITIVE_KEYS = frozenset({"detect", "action", "columns"})
@@ -119,6 +138,8 @@ class TablePolicy:
     #: Schema evolution per load type; both default to `fail`.
     evolution_fullload: SchemaEvolution = SchemaEvolution.FAIL
     evolution_append: SchemaEvolution = SchemaEvolution.FAIL
+    #: Which fullload stays current when an older file arrives after a newer one.
+    fullload_wins: FullloadWins = FullloadWins.NEWEST_STAMP
     #: SQL Server: call ``<validation_schema>.sp_ref_validate_<table>`` when it exists.
     validation_procedure: bool = True
     #: Schema of that procedure (None: the data schema).
@@ -193,6 +214,7 @@ def _parse(data: dict[str, Any], table: str, path: Path, default_sql: Path) -> T
         rules=tuple(rule for i, item in enumerate(rules_data, 1) for rule in parse_rule(item, i)),
         evolution_fullload=full,
         evolution_append=append,
+        fullload_wins=FullloadWins(data.get("fullload_wins", "newest_stamp")),
         validation_procedure=bool(validation.get("procedure", True)),
         validation_schema=str(validation["schema"]) if validation.get("schema") else None,
         validation_sql=sql_path,

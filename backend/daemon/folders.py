@@ -8,33 +8,30 @@ The folder a file is dropped into decides whether its table is reference data an
 loaded (`classify`). Moves never overwrite: the destination name is
 ``<YYYYMMDD_HHMMSS>_<original name>`` (UTC), then ``<YYYYMMDD_HHMMSS>-1_<original name>``,
 ``-2``, ... on a clash. A move is an atomic no-replace rename on the same volume and a
-copy-to-temp + fsync + rename + unlink across volumes, so the destination never holds a
-partial file. Readiness markers (``x.csv.done``, ``x.ok``) travel with their file.
+copy-to-temp + fsync + rename + unlink across volumes (`backend.daemon.moves`), so the
+destination never holds a partial file. Readiness markers (``x.csv.done``, ``x.ok``) travel with their file.
 """
 
 from __future__ import annotations
 
 import calendar
 import contextlib
-import ctypes
 import errno
-import functools
 import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from backend.daemon import moves
 from backend.daemon.stability import marker_candidates
 from backend.errors import ConfigError
 from backend.models import LoadType
@@ -46,6 +43,8 @@ NON_REFERENCE_FOLDER = "none_reference_data_table"
 PROCESSED = "processed"
 ERROR = "error"
 SIDECAR_SUFFIX = ".error.json"
+#: The sidecar of an earlier failure, next to its file in processed/ once a retry loaded it.
+PREVIOUS_SIDECAR_SUFFIX = ".previous" + SIDECAR_SUFFIX
 #: Rows a `RAGGED_ROWS=skip` load left out, next to the file's sidecar in error/.
 REJECTS_SUFFIX = ".rejects.csv"
 #: Mode of the folders we create (the umask may narrow it further, never widen it).
@@ -56,7 +55,6 @@ NAME_MAX_BYTES = 255
 _PREFIX_RE = re.compile(r"^(\d{8}_\d{6})(?:-\d+)?_(.+)$", re.DOTALL)
 _TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 _MAX_CLASHES = 10_000
-_COPY_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +146,20 @@ def move_to_processed(path: Path, folder: Path, now: float) -> Path:
         now: the time of the move (seconds since the epoch), used for the name prefix.
 
     Returns:
-        The file's new path ``<folder>/processed/<YYYYMMDD_HHMMSS>[-n]_<name>``.
+        The file's new path ``<folder>/processed/<YYYYMMDD_HHMMSS>[-n]_<name>``. The sidecar
+        of an earlier failure that travelled with a retried file lands beside it as
+        ``<new name>.previous.error.json``.
     """
-    return _move_with_markers(Path(path), Path(folder) / PROCESSED, now, reserve_bytes=0)
+    path = Path(path)
+    earlier = travelling_sidecar(path)
+    reserve = len(PREVIOUS_SIDECAR_SUFFIX) if _is_regular(earlier) else 0
+    dest = _move_with_markers(path, Path(folder) / PROCESSED, now, reserve_bytes=reserve)
+    if reserve:
+        try:
+            moves.move_file(earlier, dest.with_name(dest.name + PREVIOUS_SIDECAR_SUFFIX))
+        except OSError as exc:
+            log.warning("could not move the earlier sidecar along", path=str(earlier), error=str(exc))
+    return dest
 
 
 def move_to_error(path: Path, folder: Path, now: float, sidecar: Mapping[str, Any]) -> Path:
@@ -175,17 +184,35 @@ def move_to_error(path: Path, folder: Path, now: float, sidecar: Mapping[str, An
     body = dict(sidecar)
     body["file"] = str(path)
     body["moved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    earlier = travelling_sidecar(path)
+    previous = _read_json(earlier)
+    if previous is not None:
+        body["previous"] = previous  # the failure before the retry, folded into the new sidecar
     try:
         # Never readable by more users than the data it describes (it may quote row values).
-        _write_json_atomic(sidecar_path(dest), body, mode=mode & 0o666)
+        moves.write_json_atomic(sidecar_path(dest), body, mode=mode & 0o666)
     except OSError:
         log.exception("could not write the error sidecar", path=str(dest))
+    else:
+        earlier.unlink(missing_ok=True)
     return dest
 
 
 def sidecar_path(error_file: Path) -> Path:
     """Where the ``.error.json`` sidecar of a file in error/ lives."""
     return error_file.with_name(error_file.name + SIDECAR_SUFFIX)
+
+
+def travelling_sidecar(path: Path) -> Path:
+    """Where the sidecar of a retried file waits beside it in its drop folder: ``.<name>.error.json``.
+
+    Hidden, so that no scan ever takes it for a file to load (whatever ACCEPTED_EXTENSIONS says);
+    it leaves the drop folder with its file (`move_to_processed`, `move_to_error`).
+    """
+    name = "." + path.name + SIDECAR_SUFFIX
+    if len(os.fsencode(name)) > NAME_MAX_BYTES:
+        name = "." + hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16] + SIDECAR_SUFFIX
+    return path.with_name(name)
 
 
 def place_rejects(rejects: Path, moved: Path, folder: Path, tracking_id: int) -> Path:
@@ -202,14 +229,18 @@ def place_rejects(rejects: Path, moved: Path, folder: Path, tracking_id: int) ->
     dest_dir = Path(folder) / ERROR
     ensure_directory(dest_dir)
     dest = dest_dir / name
-    _move_file(Path(rejects), dest)
+    moves.move_file(Path(rejects), dest)
     return dest
 
 
 def read_sidecar(error_file: Path) -> dict[str, Any] | None:
     """The sidecar of a file in error/, or None if it is missing or unreadable."""
+    return _read_json(sidecar_path(error_file))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(sidecar_path(error_file).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -250,7 +281,8 @@ def move_back_for_retry(error_file: Path) -> Path:
 
     The original name comes from the sidecar (so a name shortened to fit the prefix is
     restored) or else from stripping the prefix. Markers moved along with the file go back
-    too, and the sidecar is removed.
+    too, and the sidecar travels with it (`travelling_sidecar`): into the next sidecar if the
+    file fails again, beside it in processed/ if it loads.
 
     Raises:
         ValueError: `error_file` is not inside an error/ folder.
@@ -266,7 +298,7 @@ def move_back_for_retry(error_file: Path) -> Path:
         name = original_name(error_file.name)
     dest = drop / name
     try:
-        _move_file(error_file, dest)
+        moves.move_file(error_file, dest)
     except FileExistsError:
         raise FileExistsError(
             errno.EEXIST, f"{name} is already waiting in {drop}; move or remove it first", str(dest)
@@ -277,8 +309,15 @@ def move_back_for_retry(error_file: Path) -> Path:
         for marker in marker_candidates(dest):
             moved = error_file.parent / _fit_name(prefix[:-1], marker.name, 0)
             with contextlib.suppress(FileNotFoundError, FileExistsError):
-                _move_file(moved, marker)
-    sidecar_path(error_file).unlink(missing_ok=True)
+                moves.move_file(moved, marker)
+    sidecar = sidecar_path(error_file)
+    if _is_regular(sidecar):
+        travelling = travelling_sidecar(dest)
+        travelling.unlink(missing_ok=True)  # left by an earlier retry whose file was removed
+        try:
+            moves.move_file(sidecar, travelling)
+        except OSError as exc:
+            log.warning("could not move the sidecar along with its file", path=str(sidecar), error=str(exc))
     log.info("file put back for a retry", path=str(dest), from_path=str(error_file))
     return dest
 
@@ -320,7 +359,7 @@ def _prefix_time(name: str) -> float | None:
         return None
 
 
-# --- moving ---------------------------------------------------------------------------
+# --- moving (the primitives are in backend.daemon.moves) --------------------------------
 
 
 def _move_with_markers(path: Path, dest_dir: Path, now: float, *, reserve_bytes: int) -> Path:
@@ -332,7 +371,7 @@ def _move_with_markers(path: Path, dest_dir: Path, now: float, *, reserve_bytes:
         if reserve_bytes and os.path.lexists(sidecar_path(dest)):
             continue  # an orphaned sidecar would describe the wrong file
         try:
-            _move_file(path, dest)
+            moves.move_file(path, dest)
         except FileExistsError:
             continue
         for marker in markers:
@@ -346,7 +385,7 @@ def _move_marker(marker: Path, dest_dir: Path, stamp: str, start: int) -> None:
     for n in range(start, start + _MAX_CLASHES):
         prefix = stamp if n == 0 else f"{stamp}-{n}"
         try:
-            _move_file(marker, dest_dir / _fit_name(prefix, marker.name, 0))
+            moves.move_file(marker, dest_dir / _fit_name(prefix, marker.name, 0))
             return
         except FileExistsError:
             continue
@@ -380,112 +419,3 @@ def _is_regular(path: Path) -> bool:
         return stat.S_ISREG(path.lstat().st_mode)
     except OSError:
         return False
-
-
-def _move_file(src: Path, dest: Path) -> None:
-    """Move without ever replacing `dest` (FileExistsError instead); copy across volumes."""
-    try:
-        _rename_noreplace(src, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        if os.path.lexists(dest):  # spare the copy of a large file that could not land anyway
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest)) from None
-        _copy_across_volumes(src, dest)
-    _fsync_dir(dest.parent)
-    if src.parent != dest.parent:
-        _fsync_dir(src.parent)
-
-
-def _rename_noreplace(src: Path, dest: Path) -> None:
-    if sys.platform == "win32":
-        os.rename(src, dest)  # MoveFileExW without REPLACE_EXISTING: fails if dest exists
-        return
-    renameat2 = _renameat2()
-    if renameat2 is not None:
-        at_fdcwd, rename_noreplace = -100, 1
-        if renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dest), rename_noreplace) == 0:
-            return
-        code = ctypes.get_errno()
-        # EINVAL/ENOSYS: this filesystem or kernel has no RENAME_NOREPLACE; use a hard link.
-        if code not in (errno.EINVAL, errno.ENOSYS):
-            raise OSError(code, os.strerror(code), str(src), None, str(dest))
-    try:
-        os.link(src, dest, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        # No hard links either (some network filesystems): check, then rename. The window
-        # between the two is the one race left, and only between two movers of the same name.
-        if os.path.lexists(dest):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest)) from None
-        os.rename(src, dest)
-        return
-    os.unlink(src)
-
-
-@functools.cache
-def _renameat2() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        func = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return None  # glibc < 2.28 or another libc without the wrapper
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    func.restype = ctypes.c_int
-    return func
-
-
-def _copy_across_volumes(src: Path, dest: Path) -> None:
-    """Copy to a hidden temp file beside `dest`, fsync, rename into place, then unlink `src`."""
-    info = src.lstat()
-    fd, tmp_name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=dest.parent)  # mode 0o600
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as source:
-            shutil.copyfileobj(source, out, _COPY_CHUNK_BYTES)
-            out.flush()
-            if out.tell() != info.st_size:
-                raise OSError(errno.EIO, f"{src.name} changed size while being copied", str(src))
-            os.fsync(out.fileno())
-        os.chmod(tmp, stat.S_IMODE(info.st_mode) & 0o777)
-        os.utime(tmp, ns=(info.st_atime_ns, info.st_mtime_ns))
-        _rename_noreplace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    src.unlink()
-
-
-def _write_json_atomic(path: Path, data: Mapping[str, Any], *, mode: int) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, ensure_ascii=False, indent=2, default=str)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a filesystem that cannot fsync a folder is not an error."""
-    if sys.platform == "win32":
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -22,23 +22,28 @@ from typing import Any, Protocol
 
 import structlog
 
-from backend import faults
+from backend import faults, tracking
 from backend.config import Settings
 from backend.daemon import claim
 from backend.daemon import folders as lifecycle
 from backend.daemon.housekeeping import catch_up, start_housekeeping, wait_for_database
+from backend.daemon.marker import FolderMarker
 from backend.daemon.metrics import Metrics
 from backend.daemon.notify import Heartbeat, Notifier, StatusLine, watchdog_interval_seconds
+from backend.daemon.order import TableOrder
 from backend.daemon.probes import start_health
 from backend.daemon.runtime import Outage, Runtime
 from backend.daemon.settle import Outcome, process_file, reject_entry
-from backend.daemon.stability import StabilityTracker
+from backend.daemon.stability import ReadyFile, StabilityTracker
 from backend.daemon.watcher import Watcher, scan
 from backend.db.engine import open_database
 from backend.errors import IngestError
 from backend.load import versions
 
 log = structlog.get_logger(__name__)
+
+#: How often `wait` looks for a finished load while files wait for their table.
+_QUEUED_POLL_SECONDS = 0.05
 
 #: (candidate files, refused entries with their reason) of one rescan; may raise OSError.
 Scan = tuple[list[Path], dict[Path, str]]
@@ -91,11 +96,20 @@ class Loop:
         pulse: Heartbeat,
         status: StatusLine,
         watcher: Watcher | None = None,
+        marker: FolderMarker | None = None,
     ) -> None:
         self.rt = rt
+        self._marker = marker
         self._scanner, self._dispatcher, self._clock = scanner, dispatcher, clock
         self._pulse, self._status, self._watcher = pulse, status, watcher
         self.futures: dict[Path, Future[Outcome]] = {}
+        settings = rt.settings
+        # A table waits for a sibling still settling at most one stability window.
+        self.order = TableOrder(
+            settings.dropoff_base_path,
+            rt.db.adapter.max_identifier_length,
+            hold_seconds=settings.monitor_interval * settings.stability_checks,
+        )
         self._refused_next: dict[Path, float] = {}
         self._dropoff_error: str | None = None
 
@@ -108,24 +122,52 @@ class Loop:
         self._collect()
         candidates, refused = self._scan()
         pending = [p for p in candidates if p not in self.futures]
-        ready = rt.tracker.check(pending, now=self._clock.time(), tick=self._pulse.beat)
-        rt.metrics.files_waiting_stability.set(len(rt.tracker.waiting()))
-        dispatched = 0
-        if rt.outage.may_dispatch():
-            if rt.orphans or rt.unrecorded_moves:
-                catch_up(rt)
-            for item in ready:
-                self.futures[item.path] = self._dispatcher.submit(process_file, rt, item)
-                dispatched += 1
-            dispatched += self._dispatch_refused(refused)
+        now = self._clock.monotonic()
+        ready = rt.tracker.check(pending, now=now, tick=self._pulse.beat)
+        waiting = rt.tracker.waiting()
+        rt.metrics.files_waiting_stability.set(len(waiting))
+        loose = self.order.add(ready, now)
+        dispatched = self._dispatch(now, loose, [w[0] for w in waiting])
+        if dispatched is None:
+            dispatched = 0
         else:
-            for item in ready:
-                rt.tracker.forget(item.path)  # counted again once the backoff is over
+            dispatched += self._dispatch_refused(refused)
         rt.metrics.queue_depth.set(len(self.futures))
         self._status.show(
             rt.settings.dropoff_base_path, len(rt.tracker.waiting()), len(self.futures), rt.outage.ok
         )
-        return Tick(idle=not self.futures and not candidates and not refused, dispatched=dispatched)
+        idle = not self.futures and not candidates and not refused and not self.order.queued()
+        return Tick(idle=idle, dispatched=dispatched)
+
+    def _dispatch(self, now: float, loose: list[ReadyFile], waiting: list[Path]) -> int | None:
+        """Hand workers what may start now; None when nothing may (outage backoff, foreign marker)."""
+        rt = self.rt
+        # Another database's daemon took the folder over (its marker replaced ours): load nothing.
+        foreign = self._marker.check() if self._marker is not None else None
+        if not rt.outage.may_dispatch() or foreign is not None:
+            for path in [*(r.path for r in loose), *self.order.clear()]:
+                rt.tracker.forget(path)  # counted again once the backoff is over
+            return None
+        if rt.orphans or rt.unrecorded_moves:
+            catch_up(rt)
+        # One file per table at a time, in the table's order (see backend.daemon.order).
+        started = [*loose, *self.order.take(now, waiting, rt.tracker.is_handed_out)]
+        for item in started:
+            self.futures[item.path] = self._dispatcher.submit(process_file, rt, item)
+        return len(started)
+
+    def _next_of_table(self) -> bool:
+        """A load finished while files of its table wait: collect it and start the next at once.
+
+        Without this the next file of a table would wait for the next scan (MONITOR_INTERVAL),
+        ten fullloads of one table costing ten intervals; no rescan is needed for it.
+        """
+        if not self.order.queued() or not any(f.done() for f in self.futures.values()):
+            return False
+        self._collect()
+        self._dispatch(self._clock.monotonic(), [], [w[0] for w in self.rt.tracker.waiting()])
+        self.rt.metrics.queue_depth.set(len(self.futures))
+        return True
 
     def wait(self, seconds: float | None = None) -> None:
         """Sleep until the interval (or `seconds`), a filesystem event, or stop, whichever comes first.
@@ -141,6 +183,10 @@ class Loop:
             if remaining <= 0:
                 return
             step = min(remaining, self._pulse.step_seconds)
+            if self.order.queued():
+                # Files wait for a busy table: look for its load's end often (cheap, no rescan).
+                self._next_of_table()
+                step = min(step, _QUEUED_POLL_SECONDS)
             if self._watcher is not None:
                 if self._watcher.wait(step):
                     self._watcher.drain_hints()
@@ -192,6 +238,7 @@ class Loop:
     def _collect(self) -> None:
         for path in [p for p, f in self.futures.items() if f.done()]:
             done = self.futures.pop(path)
+            self.order.finished(path)
             if not done.cancelled() and done.exception() is None:
                 self._status.count(done.result())
 
@@ -229,6 +276,9 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
     """Run the monitor until `stop` is set (or, with `until_idle`, until nothing is left to do)."""
     base = settings.dropoff_base_path
     lifecycle.ensure_directories(base)
+    # One folder, one database: refuse before anything is loaded (ConfigError, exit code 2).
+    marker = FolderMarker(settings, tracking.OWNER)
+    marker.claim()
     db = open_database(settings)
     clock = SystemClock()
     rt = Runtime(
@@ -274,6 +324,7 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
         pulse=pulse,
         status=StatusLine(notify),
         watcher=watcher,
+        marker=marker,
     )
     notify.ready(f"watching {base}")
     log.info(

@@ -29,6 +29,8 @@ import structlog
 from backend import tracking
 from backend.daemon import claim
 from backend.daemon import folders as lifecycle
+from backend.daemon.cancel import cancel_checker, remove_cancel_marker
+from backend.daemon.order import Verdict, becomes_current
 from backend.daemon.runtime import Runtime
 from backend.daemon.stability import ReadyFile
 from backend.errors import (
@@ -38,15 +40,13 @@ from backend.errors import (
     FileRejectedError,
     IngestError,
     RetryableError,
-    ShutdownError,
 )
 from backend.load.loader import LoadHooks, load_file, rejects_file
-from backend.models import LoadRequest
+from backend.models import LoadRequest, LoadType
 from backend.naming import table_name_from_file
+from backend.policies import load_table_policy
 
 log = structlog.get_logger(__name__)
-
-CANCEL_SUFFIX = ".cancel"
 
 
 class Outcome(str, Enum):
@@ -97,6 +97,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         tracking_id = outcome.tracking_id
         with rt.lock:
             rt.in_flight[path] = tracking_id
+        verdict = current_or_version(rt, table, path, mtime, load_type)
         result = load_file(
             db,
             settings,
@@ -106,6 +107,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
                 is_reference=is_reference,
                 sha256=sha256,
                 tracking_id=tracking_id,
+                make_current=verdict.current,
             ),
             LoadHooks(check_cancel=cancel_checker(rt, path)),
         )
@@ -153,6 +155,18 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         with rt.lock:
             rt.in_flight.pop(path, None)
         remove_cancel_marker(path)
+
+
+def current_or_version(rt: Runtime, table: str, path: Path, mtime: float, load_type: LoadType) -> Verdict:
+    """Whether this fullload replaces its table, by the table's `fullload_wins` policy (appends: yes)."""
+    if load_type is not LoadType.FULLLOAD:
+        return Verdict(True)
+    policy = load_table_policy(rt.settings.config_dir, table)
+    verdict = becomes_current(rt.db, table, path.name, mtime, policy.fullload_wins)
+    if not verdict.current:
+        log.warning("older than the table's current file; loading it as a version only", file=path.name,
+                    reason=verdict.reason)  # fmt: skip
+    return verdict
 
 
 def reject_entry(rt: Runtime, path: Path, reason: str) -> Outcome:
@@ -367,31 +381,3 @@ def _size_of(path: Path) -> int | None:
         return path.lstat().st_size
     except OSError:
         return None
-
-
-def cancel_checker(rt: Runtime, path: Path) -> Any:
-    marker = path.with_name(path.name + CANCEL_SUFFIX)
-    # The first look at the database comes a second into the load, not at its first batch: a
-    # cancel is for a load that runs long, and a burst of small files would otherwise pay a
-    # connection checkout and a query per file to find the flag unset.
-    last_db_check = [time.monotonic()]
-
-    def check(tracking_id: int) -> None:
-        if rt.abort.is_set():
-            raise ShutdownError(f"{path.name}: daemon stopping; rolled back, will load on next start")
-        if marker.exists():
-            raise CancelledError(f"{path.name}: cancelled by operator ({marker.name})", stage="cancel")
-        now = time.monotonic()
-        if now - last_db_check[0] >= 1.0:
-            last_db_check[0] = now
-            if tracking.cancel_requested(rt.db, tracking_id):
-                raise CancelledError(
-                    f"{path.name}: cancelled by operator (cancel {tracking_id})", stage="cancel"
-                )
-
-    return check
-
-
-def remove_cancel_marker(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.with_name(path.name + CANCEL_SUFFIX).unlink()

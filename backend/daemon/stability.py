@@ -2,9 +2,10 @@
 
 A file is ready when one of these holds:
 
-* it was seen unchanged (same size and mtime) in ``checks`` consecutive checks after the one
-  that first saw it (so with ``checks=6`` and a 15 s scan it is ready about 90 s after its last
-  write), **and** it is at least ``min_age_seconds`` old by its mtime; or
+* it was seen unchanged (same size, mtime and inode) in ``checks`` consecutive checks after the
+  one that first saw it so (with ``checks=6`` and a 15 s scan it is ready about 90 s after its
+  last write), **and** it has been seen unchanged for at least ``min_age_seconds`` by the
+  daemon's own clock (MIN_FILE_AGE_SECONDS); or
 * a readiness marker sits next to it: ``<full name>.done`` / ``<full name>.ok`` (``x.csv.done``)
   or ``<stem>.done`` / ``<stem>.ok`` (``x.done``). The uploader writes the marker after the
   data file is complete; the file is then ready at once, without waiting for the checks.
@@ -15,6 +16,12 @@ the file makes it fail; on POSIX it always succeeds).
 The stability window (``checks`` x scan interval) should exceed the attribute-cache time of a
 network share (NFS caches size and mtime for about 60 s), so that a stale `stat` cannot make a
 growing file look stable.
+
+Stability is measured only by the daemon's own observations, never by comparing a file's mtime
+with the clock (issue 14, item 3): a sender whose clock runs fast, or a copy tool that keeps the
+original times, gives mtimes in the future, and such a file must load like any other. An mtime
+more than FUTURE_MTIME_TOLERANCE_SECONDS ahead of the daemon's wall clock is logged once per file
+as a warning, and changes nothing else. The mtime is still part of what must not change.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import stat as stat_module
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +43,9 @@ log = structlog.get_logger(__name__)
 MARKER_SUFFIXES: tuple[str, ...] = (".done", ".ok")
 
 StatFunc = Callable[[Path], os.stat_result]
+
+#: An mtime this far ahead of the wall clock is worth a warning (network shares drift a little).
+FUTURE_MTIME_TOLERANCE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +67,18 @@ class ReadyFile:
 
 @dataclass(slots=True)
 class _Observed:
+    #: What must stay the same: size, mtime and inode (with its device) (a file swapped for another of the
+    #: same size and times is a change).
+    state: tuple[int, float, int, int]
     size: int
     mtime: float
+    #: When the daemon first saw the path, and first saw it in its current state.
     first_seen: float
+    unchanged_since: float
     counted_at: float
     unchanged: int = 0
     handed_out: bool = False
+    warned_future: bool = False
 
 
 def marker_candidates(path: Path) -> list[Path]:
@@ -114,11 +131,13 @@ class StabilityTracker:
 
     Args:
         checks: consecutive unchanged checks needed (>= 1).
-        min_age_seconds: the file's mtime must be at least this old.
+        min_age_seconds: the file must have been seen unchanged for at least this long (by the
+            clock `check` is given, never by its mtime).
         min_check_interval_seconds: an unchanged observation counts only if at least this long
             after the last counted one, so that extra checks (woken by filesystem events) do not
             shorten the stability window. 0 counts every check.
         probe: the exclusive-open probe (`probe_exclusive` by default).
+        wall_clock: the wall clock, only to notice mtimes in the future (`time.time`).
     """
 
     def __init__(
@@ -128,6 +147,7 @@ class StabilityTracker:
         *,
         min_check_interval_seconds: float = 0.0,
         probe: Callable[[Path], bool] = probe_exclusive,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if checks < 1:
             raise ValueError("checks must be at least 1")
@@ -135,6 +155,7 @@ class StabilityTracker:
         self.min_age_seconds = min_age_seconds
         self.min_check_interval_seconds = min_check_interval_seconds
         self._probe = probe
+        self._wall_clock = wall_clock
         self._seen: dict[Path, _Observed] = {}
         self._lock = threading.Lock()
 
@@ -150,7 +171,8 @@ class StabilityTracker:
         Args:
             paths: the complete current listing of candidate files (e.g. `watcher.scan()`);
                 tracked paths missing from it are forgotten (deleted or moved away).
-            now: the current time in seconds since the epoch (same clock as mtimes).
+            now: the daemon's own clock in seconds (monotonic in the daemon); only differences
+                between its values are used, never a comparison with a file's mtime.
             stat: how to stat a path; `os.lstat` so a symlink is never followed.
             tick: called every few hundred paths (the daemon's heartbeat).
         """
@@ -177,23 +199,51 @@ class StabilityTracker:
             self._seen.pop(path, None)
             return None
         seen = self._seen.get(path)
-        if seen is None or (seen.size, seen.mtime) != (st.st_size, st.st_mtime):
-            first_seen = now if seen is None else seen.first_seen
-            seen = _Observed(size=st.st_size, mtime=st.st_mtime, first_seen=first_seen, counted_at=now)
+        state = (st.st_size, st.st_mtime, st.st_ino, st.st_dev)
+        if seen is None or seen.state != state:
+            seen = _Observed(
+                state=state,
+                size=st.st_size,
+                mtime=st.st_mtime,
+                first_seen=now if seen is None else seen.first_seen,
+                unchanged_since=now,
+                counted_at=now,
+                warned_future=seen is not None and seen.warned_future,
+            )
             self._seen[path] = seen
+            self._warn_if_future(path, seen)
         elif now - seen.counted_at >= self.min_check_interval_seconds:
             seen.unchanged += 1
             seen.counted_at = now
         if seen.handed_out:
             return None
         marker = _find_marker(path, stat)
-        if marker is None and (seen.unchanged < self.checks or now - seen.mtime < self.min_age_seconds):
+        if marker is None and (
+            seen.unchanged < self.checks or now - seen.unchanged_since < self.min_age_seconds
+        ):
             return None
         if not self._probe(path):
             log.debug("file still held open by another process", path=str(path))
             return None
         seen.handed_out = True
         return ReadyFile(path=path, size=seen.size, mtime=seen.mtime, marker=marker)
+
+    def _warn_if_future(self, path: Path, seen: _Observed) -> None:
+        ahead = seen.mtime - self._wall_clock()
+        if ahead > FUTURE_MTIME_TOLERANCE_SECONDS and not seen.warned_future:
+            seen.warned_future = True
+            log.warning(
+                "file's modification time is in the future (sender's clock ahead, or times kept by "
+                "a copy tool); it loads once stable all the same",
+                file=path.name,
+                seconds_ahead=round(ahead),
+            )
+
+    def is_handed_out(self, path: Path) -> bool:
+        """Whether `path` was reported ready and has not changed (or been forgotten) since."""
+        with self._lock:
+            seen = self._seen.get(Path(path))
+            return seen is not None and seen.handed_out
 
     def forget(self, path: Path) -> None:
         """Stop tracking `path`; the next check starts counting from zero."""
@@ -210,7 +260,7 @@ class StabilityTracker:
             )
 
     def oldest_first_seen(self) -> float | None:
-        """When the longest-waiting file was first seen (None if nothing waits)."""
+        """When the longest-waiting file was first seen, on `check`'s clock (None if nothing waits)."""
         with self._lock:
             times = [seen.first_seen for seen in self._seen.values() if not seen.handed_out]
         return min(times, default=None)

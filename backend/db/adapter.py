@@ -64,6 +64,8 @@ class DialectAdapter(Protocol):
     name: ClassVar[str]
     #: Longest identifier the database keeps without truncating.
     max_identifier_length: ClassVar[int]
+    #: Column names the database keeps for itself; a header of that name is renamed (``xmin_2``).
+    reserved_column_names: ClassVar[frozenset[str]]
 
     def create_engine(self, url: URL, settings: Settings) -> Engine: ...
 
@@ -147,6 +149,13 @@ class DialectAdapter(Protocol):
         and move the current version `old` (if any) to its kept place, as metadata only."""
         ...
 
+    def set_aside(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int
+    ) -> None:
+        """Move the filled version `new` to its kept place without making it current (a file
+        older than the table's current one that arrived late)."""
+        ...
+
     def in_version_layout(self, conn: Connection, catalog: Catalog, table: str) -> bool:
         """Whether ``ref.<table>`` is laid out as versions (False: someone replaced it by hand)."""
         ...
@@ -228,6 +237,7 @@ class BaseAdapter(ABC):
 
     name: ClassVar[str] = "base"
     max_identifier_length: ClassVar[int] = 63
+    reserved_column_names: ClassVar[frozenset[str]] = frozenset()
 
     def ensure_schema(self, conn: Connection, schema: str) -> None:
         inspector = sa.inspect(conn)
@@ -392,6 +402,13 @@ class BaseAdapter(ABC):
         self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int, old: int | None
     ) -> Swap:
         """Make `new` the rows of ``ref.<table>``, the current version `old` kept (metadata only)."""
+
+    def set_aside(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int
+    ) -> None:
+        """Where a new version is loaded is where it is kept (PostgreSQL, SQLite): nothing to move."""
+        if (new.schema or "", new.name) != self.kept_place(catalog, table, version):
+            raise NotImplementedError(f"{type(self).__name__} keeps versions elsewhere: override set_aside")
 
     @abstractmethod
     def protect_text(self, value: Any, action: str) -> Any:

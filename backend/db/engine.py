@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterator
@@ -18,52 +19,119 @@ from backend.errors import DatabaseUnavailableError, IngestError, RowError
 if TYPE_CHECKING:
     from backend.config import Settings
 
-# SQLSTATEs and native codes that mean "try again later", not "this file is bad".
-# Connection loss (08xxx), serialization failure/deadlock, lock timeouts, server shutting down,
-# resources exhausted; read-only or revoked writes are an environment problem too: the file
-# must not be sent to error/ because the database refused it.
-_TRANSIENT_SQLSTATES = {
-    "40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53000", "53100", "53200", "53300",
-    "25006", "42501", "HYT00", "HYT01", "08S01", "08001", "08003", "08004", "08006", "08007",
+# What a driver error means decides what happens to the file: an error of the environment
+# (the server cannot be found, refuses or drops the connection, times out, shuts down, has no
+# connection slot left, or chose this transaction as a deadlock or serialisation victim) leaves the
+# file where it is and retries; only an error the file's content caused sends it to error/. Each
+# meaning is recognised by SQLSTATE (PostgreSQL, ODBC), by SQL Server's native error number, by
+# the Python exception in the chain (psycopg resolves host names itself and raises
+# `socket.gaierror` inside its OperationalError), and by the driver's words as a last resort
+# (SQLite has no SQLSTATE; libpq reports a failed connection in text only).
+_TRANSIENT_SQLSTATES: dict[str, str] = {
+    "40001": "serialisation failure", "40P01": "deadlock",
+    "55P03": "lock timeout", "57014": "timeout",
+    "57P01": "server shutting down", "57P02": "server shutting down", "57P03": "server shutting down",
+    "53000": "server out of resources", "53100": "disk full", "53200": "server out of memory",
+    "53300": "too many connections",
+    # Read-only or revoked writes are an environment problem too, never the file's fault.
+    "25006": "database read-only", "42501": "write permission revoked",
+    "HYT00": "timeout", "HYT01": "timeout",
 }  # fmt: skip
-_TRANSIENT_MSSQL_CODES = {
-    "1205",
-    "1204",
-    "1222",
-    "4060",
-    "40613",
-    "40501",
-    "40143",
-    "49918",
-    "49919",
-    "49920",
-}
-_TRANSIENT_WORDS = ("database is locked", "database is busy", "disk i/o error", "unable to open database",
-                    "database or disk is full", "no space left on device", "readonly database",
-                    "server closed the connection", "connection refused", "could not connect",
-                    "terminating connection", "connection is closed", "the database system is",
-                    "timeout expired", "lost connection", "connection reset", "ssl syscall",
-                    "consuming input failed", "communication link failure")  # fmt: skip
+#: SQLSTATE classes that all mean the connection failed or was lost (08001, 08006, 08S01, ...).
+_TRANSIENT_SQLSTATE_CLASSES = {"08": "connection failed or lost"}
+_TRANSIENT_MSSQL_CODES: dict[str, str] = {
+    "1205": "deadlock", "1204": "out of locks", "1222": "lock timeout",
+    "4060": "database not available", "40613": "database not available", "40501": "server busy",
+    "40143": "connection lost", "49918": "server busy", "49919": "server busy", "49920": "server busy",
+    "6005": "server shutting down", "17809": "too many connections",
+    "10928": "too many connections", "10929": "too many connections",
+    "10053": "connection refused or reset", "10054": "connection refused or reset",
+    "10060": "timeout", "11001": "name resolution",
+}  # fmt: skip
+#: Driver words, by meaning (checked lower-cased, after the codes).
+_TRANSIENT_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("name resolution", ("name or service not known", "temporary failure in name resolution",
+                         "nodename nor servname", "could not translate host name",
+                         "no address associated with hostname", "getaddrinfo failed",
+                         "failed to resolve host", "no such host is known", "name resolution")),
+    ("connection refused or reset", ("connection refused", "connection reset", "broken pipe",
+                                     "connection aborted", "network is unreachable",
+                                     "no route to host", "could not connect")),
+    ("timeout", ("timeout expired", "timed out", "statement timeout", "lock timeout")),
+    ("server shutting down", ("the database system is", "terminating connection",
+                              "server closed the connection", "shutdown is in progress")),
+    ("too many connections", ("too many clients", "too many connections",
+                              "remaining connection slots are reserved",
+                              "maximum number of user connections")),
+    ("deadlock", ("deadlock detected", "deadlock victim")),
+    ("serialisation failure", ("could not serialize access",)),
+    ("connection lost", ("connection is closed", "lost connection", "ssl syscall",
+                         "consuming input failed", "communication link failure")),
+    ("database busy", ("database is locked", "database is busy")),
+    ("disk full or read-only", ("disk i/o error", "unable to open database", "database or disk is full",
+                                "no space left on device", "readonly database")),
+)  # fmt: skip
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, the driver error it wraps (`orig`), and their causes and contexts, each once."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 16:
+        item = todo.pop(0)
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo += [getattr(item, "orig", None), item.__cause__, item.__context__]
+    return seen
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    sqlstate = getattr(error, "sqlstate", None) or getattr(getattr(error, "diag", None), "sqlstate", None)
+    args = getattr(error, "args", None)
+    if sqlstate is None and args and isinstance(args[0], str) and len(args[0]) == 5:
+        sqlstate = args[0]  # pyodbc puts the SQLSTATE first
+    return str(sqlstate) if sqlstate else None
+
+
+def transient_reason(exc: BaseException) -> str | None:
+    """What makes a database error worth retrying ("name resolution", "deadlock", ...), or None.
+
+    None means the error is taken to be caused by the file's content (a value that does not fit,
+    a constraint, too many columns): the file goes to error/.
+    """
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return "connection lost"
+    chain = _chain(exc)
+    for error in chain:
+        sqlstate = _sqlstate(error)
+        if sqlstate in _TRANSIENT_SQLSTATES:
+            return _TRANSIENT_SQLSTATES[sqlstate]
+        if sqlstate and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
+            return _TRANSIENT_SQLSTATE_CLASSES[sqlstate[:2]]
+    for error in chain:
+        if isinstance(error, socket.gaierror):
+            return "name resolution"
+        if isinstance(error, ConnectionError):
+            return "connection refused or reset"
+        if isinstance(error, TimeoutError | sa.exc.TimeoutError):
+            return "timeout"
+        if isinstance(error, sa.exc.DisconnectionError):
+            return "connection lost"
+    for error in chain:
+        text = str(error).lower()
+        for code, reason in _TRANSIENT_MSSQL_CODES.items():
+            if f"({code})" in text or f" {code} " in text:
+                return reason
+        for reason, words in _TRANSIENT_WORDS:
+            if any(word in text for word in words):
+                return reason
+    return None
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a database error is worth retrying (outage, deadlock, lock timeout, refused write)."""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    orig = getattr(exc, "orig", exc)
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None), "sqlstate", None)
-    if sqlstate is None and getattr(orig, "args", None):
-        first = str(orig.args[0])
-        if len(first) == 5:
-            sqlstate = first  # pyodbc puts the SQLSTATE first
-    if sqlstate and (sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08")):
-        return True
-    text = str(orig).lower()
-    if any(f"({code})" in text or f" {code} " in text for code in _TRANSIENT_MSSQL_CODES):
-        return True
-    return any(word in text for word in _TRANSIENT_WORDS) or isinstance(
-        exc, (sa.exc.DisconnectionError, sa.exc.TimeoutError)
-    )
+    """Whether a database error is worth retrying (see `transient_reason`)."""
+    return transient_reason(exc) is not None
 
 
 def translate_error(exc: BaseException, *, stage: str = "database") -> IngestError:
@@ -74,8 +142,9 @@ def translate_error(exc: BaseException, *, stage: str = "database") -> IngestErr
     # Only the driver's first line: SQLAlchemy's message repeats the statement and parameters,
     # which can carry data and are useless to an operator.
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else exc.__class__.__name__
-    if is_transient(exc):
-        return DatabaseUnavailableError(f"database unavailable: {message}", stage=stage)
+    reason = transient_reason(exc)
+    if reason is not None:
+        return DatabaseUnavailableError(f"database unavailable ({reason}): {message}", stage=stage)
     return RowError(f"the database refused the data: {message}", stage=stage)
 
 

@@ -42,6 +42,12 @@ _MSSQL_DATE_STYLES = {
 }  # fmt: skip
 
 
+#: Column names SQL Server refuses: none among our normalised names. Every identifier is written
+#: bracketed (QUOTENAME rules), which admits keywords such as ``key`` or ``timestamp``, and the
+#: names SQL Server keeps for itself (``$IDENTITY``, ``$ROWGUID``) cannot be spelled in [a-z0-9_].
+MSSQL_RESERVED_COLUMNS: frozenset[str] = frozenset()
+
+
 _DOTNET_PARTS = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%f": "ffffff"}
 
 
@@ -49,6 +55,7 @@ class MSSQLAdapter(BaseAdapter):
     name = "mssql"
     driver_module = "pyodbc"
     max_identifier_length = 128
+    reserved_column_names = MSSQL_RESERVED_COLUMNS
     _pyodbc_lock = threading.Lock()
 
     def create_engine(self, url: URL, settings: Settings) -> Engine:
@@ -165,6 +172,14 @@ class MSSQLAdapter(BaseAdapter):
         ):
             conn.exec_driver_sql(statement)
         return Swap()
+
+    def set_aside(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int
+    ) -> None:
+        """A version loaded in ref moves to bkp under the same name: metadata only."""
+        preparer = conn.dialect.identifier_preparer
+        kept = preparer.quote_schema(catalog.backup_schema)
+        conn.exec_driver_sql(f"ALTER SCHEMA {kept} TRANSFER {preparer.format_table(new)}")
 
     def same_definition(self, conn: Connection, catalog: Catalog, table: str, new: sa.Table) -> bool:
         inspector = sa.inspect(conn)

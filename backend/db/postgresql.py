@@ -109,6 +109,11 @@ def _align_columns(conn: Connection, parent: str, model: str) -> None:
             )
 
 
+#: System columns every PostgreSQL table has: ``CREATE TABLE t (xmin text)`` fails with "column
+#: name conflicts with a system column name" (42701). ``oid`` stopped being one in PostgreSQL 12.
+POSTGRESQL_SYSTEM_COLUMNS = frozenset({"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
+
+
 _PG_PARTS = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "HH24", "%M": "MI", "%S": "SS", "%f": "US"}
 
 
@@ -116,6 +121,7 @@ class PostgreSQLAdapter(BaseAdapter):
     name = "postgresql"
     driver_module = "psycopg"
     max_identifier_length = 63
+    reserved_column_names = POSTGRESQL_SYSTEM_COLUMNS
 
     def create_engine(self, url: URL, settings: Settings) -> Engine:
         if url.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):

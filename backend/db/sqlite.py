@@ -46,6 +46,14 @@ _SQLITE_REAL_DIGITS = 15
 _SQLITE_NATIVE_FORMATS = frozenset({"%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"})
 
 
+#: Column names SQLite would refuse or misread: none that our normalised names can spell. A
+#: declared ``rowid``, ``oid`` or ``_rowid_`` column is accepted and only hides the integer rowid
+#: behind it, which the product never reads (the stage numbers rows by an INTEGER PRIMARY KEY,
+#: which stays the rowid whatever the other columns are called); renaming them would instead
+#: break the tables earlier releases loaded with such columns.
+SQLITE_RESERVED_COLUMNS: frozenset[str] = frozenset()
+
+
 _SQLITE_T_FORMATS = frozenset({"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"})
 
 
@@ -76,6 +84,7 @@ class SQLiteAdapter(BaseAdapter):
     name = "sqlite"
     driver_module = "sqlite3"
     max_identifier_length = 128
+    reserved_column_names = SQLITE_RESERVED_COLUMNS
 
     def create_engine(self, url: URL, settings: Settings) -> Engine:
         database = url.database or ""

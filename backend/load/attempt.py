@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -61,6 +61,17 @@ log = structlog.get_logger(__name__)
 PROGRESS_EVERY_SECONDS = 1.0
 
 
+class CancelCheck(Protocol):
+    """Raises CancelledError when an operator asked to stop load `tracking_id`.
+
+    Called between batches (it may look at the database only now and then), and with `final`
+    immediately before the publish transaction and inside it just before its commit (it must
+    look then: a cancel that lands while the file is written is never published).
+    """
+
+    def __call__(self, tracking_id: int, *, final: bool = False) -> None: ...
+
+
 @dataclass(frozen=True)
 class LoadContext:
     """Everything one load of one file knows before it writes a row."""
@@ -76,7 +87,7 @@ class LoadContext:
     columns: tuple[str, ...]
     headers: tuple[str, ...]
     policy: TablePolicy
-    check_cancel: Callable[[int], None] | None = None
+    check_cancel: CancelCheck | None = None
     extra_tracking: dict[str, Any] = field(default_factory=dict)
     rejects_path: Any = None
 
@@ -393,6 +404,8 @@ def _check_and_publish(
         conn.rollback()  # the report is written by another connection: SQLite's lock must be free
         record_failure(db, ctx.tracking_id, exc)
         raise
+    if ctx.check_cancel is not None:
+        ctx.check_cancel(ctx.tracking_id, final=True)
     if _commits_while_loading(ctx, written.version):
         conn.commit()
         db.adapter.begin_write(conn)  # the short publish transaction
@@ -410,7 +423,12 @@ def _check_and_publish(
             **ctx.extra_tracking,
         },
         events=(("validated", quality.report), *evolved),
+        make_current=request.make_current,
     )
+    # Inside the transaction, after the tracking row is ours: a cancel arriving now waits for
+    # the commit and then finds the load committed ("too late").
+    if ctx.check_cancel is not None:
+        ctx.check_cancel(ctx.tracking_id, final=True)
     conn.commit()
     return published
 

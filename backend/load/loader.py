@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from backend.errors import (
     RetryableError,
 )
 from backend.files import open_regular_file
-from backend.load.attempt import Again, LoadContext, attempt
+from backend.load.attempt import Again, CancelCheck, LoadContext, attempt
 from backend.models import Detection, LoadRequest, LoadResult
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
 from backend.policies import load_table_policy
@@ -51,7 +50,7 @@ class LoadHooks:
     """Callbacks the daemon passes in; the CLI uses the defaults."""
 
     #: Raises CancelledError when an operator asked to stop this load.
-    check_cancel: Callable[[int], None] | None = None
+    check_cancel: CancelCheck | None = None
     #: Extra values for the tracking row when the load publishes.
     extra_tracking: dict[str, Any] = field(default_factory=dict)
 
@@ -108,7 +107,9 @@ def load_file(
         detection = detect(path, settings, source=raw)
         headers = header_names(detection)
         table = resolve_table(request, db.adapter.max_identifier_length)
-        columns = normalize_columns(headers, db.adapter.max_identifier_length)
+        columns = normalize_columns(
+            headers, db.adapter.max_identifier_length, db.adapter.reserved_column_names
+        )
         bound = bound.bind(table=table)
         tracking.record_detection(db, tracking_id, detection, table, columns)
         ctx = LoadContext(
@@ -133,7 +134,7 @@ def load_file(
                 # Values did not fit: the plan now redefines or widens those columns (once).
                 outcome = attempt(ctx, redo=outcome.plan)
                 if isinstance(outcome, Again):
-                    raise FileRejectedError("{path.name}: values still do not fit after widening", path=path)
+                    raise FileRejectedError(f"{path.name}: values still do not fit after widening", path=path)
         except sa.exc.DBAPIError as exc:
             raise translate_error(exc, stage="load") from exc
     except BaseException as exc:

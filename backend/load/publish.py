@@ -56,8 +56,14 @@ def publish(
     is_reference: bool,
     tracking_values: dict[str, Any],
     events: Sequence[tuple[str, dict[str, Any]]] = (),
+    make_current: bool = True,
 ) -> Published:
-    """Make the written rows current; `conn` is inside the write transaction, the caller commits."""
+    """Make the written rows current; `conn` is inside the write transaction, the caller commits.
+
+    With `make_current` False (a fullload older than the table's current one, see
+    `backend.daemon.order`) the new version is only kept: the live table, the reference
+    configuration and the claim keys stay as they are.
+    """
     schema = db.catalog.data_schema
     found = conn.execute(
         sa.select(sa.func.count()).select_from(written.target).where(written.target.c._load_id == tracking_id)
@@ -65,6 +71,20 @@ def publish(
     if int(found) != written.rows:
         raise RowError(f"wrote {found} rows but read {written.rows}; rolled back", stage="publish")
     faults.hit("publish.before_insert")
+    if (
+        not make_current
+        and written.version is not None
+        and catalogue.current_version(conn, db, written.table) is not None
+    ):
+        return _keep(
+            conn,
+            db,
+            written,
+            written.version,
+            tracking_id=tracking_id,
+            tracking_values=tracking_values,
+            events=events,
+        )
     backup_version = None
     if written.version is not None:
         swapped = versions.swap_in(
@@ -113,3 +133,51 @@ def publish(
     )
     faults.hit("publish.before_commit")
     return Published(written.rows, backup_version, cfg_inserted)
+
+
+def _keep(
+    conn: Connection,
+    db: Database,
+    written: Written,
+    version: int,
+    *,
+    tracking_id: int,
+    tracking_values: dict[str, Any],
+    events: Sequence[tuple[str, dict[str, Any]]],
+) -> Published:
+    """Keep the written version beside the current one (it stays detached: its columns may differ)."""
+    versions.set_aside(
+        conn,
+        db,
+        table=written.table,
+        new=written.target,
+        version=version,
+        load_id=tracking_id,
+        rows=written.rows,
+    )
+    tracking.mark_loaded(
+        conn,
+        db,
+        tracking_id,
+        rows_loaded=written.rows,
+        backup_version=version,
+        reference_config_inserted=False,
+        column_types=tracking.encode_types(written.stored),
+        **tracking_values,
+    )
+    for name, details in events:
+        if name != "schema_evolved":  # the table's definition did not change
+            add_event(conn, db, tracking_id, name, details)
+    add_event(
+        conn,
+        db,
+        tracking_id,
+        tracking.KEPT_AS_VERSION,
+        {
+            "table": f"{db.catalog.data_schema}.{written.table}",
+            "rows": written.rows,
+            "backup_version": version,
+        },
+    )
+    faults.hit("publish.before_commit")
+    return Published(written.rows, version, False)

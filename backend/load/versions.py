@@ -88,6 +88,32 @@ def swap_in(
     return Swapped(version, old.version if old else None)
 
 
+def set_aside(
+    conn: Connection, db: Database, *, table: str, new: sa.Table, version: int, load_id: int, rows: int
+) -> None:
+    """Inside the publish transaction: keep `new` as a version without making it current."""
+    db.adapter.set_aside(conn, db.catalog, table=table, new=new, version=version)
+    schema, name = db.adapter.kept_place(db.catalog, table, version)
+    pending = catalogue.version_of(conn, db, table, version)
+    if pending is None:
+        catalogue.add_version(
+            conn,
+            db,
+            table=table,
+            version=version,
+            schema=schema,
+            name=name,
+            load_id=load_id,
+            rows=rows,
+            state=KEPT,
+            attached=False,
+        )
+    else:
+        catalogue.move_version(conn, db, pending, state=KEPT, schema=schema, name=name, attached=False)
+        catalogue.set_rows(conn, db, pending, rows)
+    db.forget_table(new.schema or "", new.name)
+
+
 def version_table(conn: Connection, db: Database, row: VersionRow) -> sa.Table:
     """The reflected table that holds version `row`."""
     found = db.reflect(conn, row.object_name, row.object_schema)

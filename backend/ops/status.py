@@ -1,17 +1,14 @@
-"""Operator views and actions on the tracking table: status, history, retry, cancel."""
+"""Operator views and actions on the tracking table: status, history, cancel (retry: `ops.retry`)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from backend import tracking
-from backend.daemon import folders as lifecycle
 from backend.db.engine import Database
-from backend.errors import IngestError, NotFoundError
 
 
 def _iso(value: Any) -> Any:
@@ -116,26 +113,3 @@ def history(db: Database, table: str | None, limit: int = 20) -> list[dict[str, 
 def request_cancel(db: Database, tracking_id: int) -> None:
     """Ask the daemon to stop load `tracking_id` (see `tracking.request_cancel`)."""
     tracking.request_cancel(db, tracking_id)
-
-
-def retry(db: Database | None, base: Path, target: str) -> Path:
-    """Put a file from an error/ folder back into its drop folder; returns its new path."""
-    if target.isdigit():
-        if db is None:
-            raise IngestError("a tracking id needs the database")
-        row = tracking.get(db, int(target))
-        if row is None:
-            raise NotFoundError(f"no load with id {target}")
-        if not row.moved_to or Path(row.moved_to).parent.name != lifecycle.ERROR:
-            raise IngestError(f"load {target} did not leave a file in an error/ folder (status {row.status})")
-        error_file = Path(row.moved_to)
-    else:
-        error_file = Path(target)
-    if not error_file.is_file():
-        raise NotFoundError(f"{error_file} does not exist (already retried or removed?)")
-    if error_file.parent.name != lifecycle.ERROR:
-        raise IngestError(f"{error_file} is not in an error/ folder")
-    try:
-        return lifecycle.move_back_for_retry(error_file)
-    except (ValueError, FileExistsError) as exc:
-        raise IngestError(f"cannot retry {error_file.name}: {exc}") from None

@@ -7,9 +7,12 @@ Stages call named functions (`start`, `record_detection`, `mark_loaded`, `finish
 from backend.tracking.claims import cancel_requested, close_orphan, renew, reopen_unmoved, request_cancel
 from backend.tracking.events import add_event, defer, event, flush, pending, to_json, update, utcnow
 from backend.tracking.rows import (
+    KEPT_AS_VERSION,
     OWNER,
+    CurrentFullload,
     TrackingRow,
     claim_key,
+    current_fullload,
     decode_types,
     detection_of,
     encode_types,
@@ -29,13 +32,16 @@ from backend.tracking.rows import (
 from backend.tracking.status import Status
 
 __all__ = [
+    "KEPT_AS_VERSION",
     "OWNER",
+    "CurrentFullload",
     "Status",
     "TrackingRow",
     "add_event",
     "cancel_requested",
     "claim_key",
     "close_orphan",
+    "current_fullload",
     "decode_types",
     "defer",
     "detection_of",

@@ -192,6 +192,34 @@ def _row(m: Any) -> TrackingRow:
     )
 
 
+#: Event of a fullload whose rows were kept as a bkp version without becoming current.
+KEPT_AS_VERSION = "kept_as_version"
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentFullload:
+    """The fullload whose rows a table holds now: its load id, file name and mtime at claim."""
+
+    id: int
+    file_name: str
+    file_mtime: float | None
+
+
+def current_fullload(db: Database, table: str) -> CurrentFullload | None:
+    """The latest published fullload of `table` that became current (not one kept as a version)."""
+    t, e = db.catalog.tracking, db.catalog.events
+    kept = sa.exists().where(e.c.tracking_id == t.c.id, e.c.event == KEPT_AS_VERSION)
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(t.c.id, t.c.file_name, t.c.file_mtime)
+            .where(t.c.table_name == table, t.c.status == Status.LOADED.value, t.c.load_type == "fullload")
+            .where(~kept)
+            .order_by(t.c.processed_at.desc(), t.c.id.desc())
+            .limit(1)
+        ).first()
+    return CurrentFullload(int(row.id), row.file_name, row.file_mtime) if row else None
+
+
 def recorded_types(conn: Connection, db: Database, table: str) -> dict[str, ColumnType]:
     """The column types the table's latest published load recorded (empty when none did)."""
     t = db.catalog.tracking

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from backend.daemon import folders as lifecycle
+from backend.daemon import moves
 from backend.daemon.folders import (
     classify,
     ensure_directories,
@@ -275,7 +276,7 @@ class TestMoveToProcessed:
 class TestWithoutRenameNoreplace:
     def test_hard_link_fallback_never_overwrites(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without renameat2 (other libc, macOS) the link-then-unlink path keeps the same guarantees."""
-        monkeypatch.setattr(lifecycle, "_renameat2", lambda: None)
+        monkeypatch.setattr(moves, "_renameat2", lambda: None)
         first = move_to_processed(drop(folder, "a.csv", b"one\n"), folder, NOW)
         second = move_to_processed(drop(folder, "a.csv", b"two\n"), folder, NOW)
         assert (first.read_bytes(), second.read_bytes()) == (b"one\n", b"two\n")
@@ -376,7 +377,24 @@ class TestRetry:
         src = drop(folder, "bad.csv")
         (folder / "bad.csv.done").write_text("")
         move_back_for_retry(move_to_error(src, folder, NOW, {"reason": "x"}))
-        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["bad.csv", "bad.csv.done"]
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        assert names == [".bad.csv.error.json", "bad.csv", "bad.csv.done"]  # the sidecar travels, hidden
+
+    def test_the_sidecar_travels_with_its_file(self, folder: Path) -> None:
+        """A retried file's sidecar waits hidden beside it, then joins the next sidecar or processed/."""
+        src = drop(folder, "bad.csv")
+        back = move_back_for_retry(move_to_error(src, folder, NOW, {"reason": "first"}))
+        assert not list((folder / "error").iterdir())  # neither the file nor its sidecar stays behind
+        again = move_to_error(back, folder, NOW + 1, {"reason": "second"})
+        sidecar = read_sidecar(again)
+        assert (
+            sidecar is not None and sidecar["reason"] == "second" and sidecar["previous"]["reason"] == "first"
+        )
+        assert not (folder / ".bad.csv.error.json").exists()
+        loaded = move_to_processed(move_back_for_retry(again), folder, NOW + 2)
+        previous = loaded.with_name(loaded.name + ".previous.error.json")
+        assert json.loads(previous.read_text())["reason"] == "second"
+        assert [p.name for p in folder.iterdir() if p.is_file()] == []
 
     def test_shortened_name_is_restored_from_the_sidecar(self, folder: Path) -> None:
         """A name shortened to fit the prefix comes back whole, since the table name derives from it."""

@@ -125,19 +125,62 @@ class TestChecks:
 
 
 class TestMinimumAge:
-    def test_young_file_waits_for_min_age_after_the_checks(self, fs: FakeFiles) -> None:
-        """Enough unchanged checks are not enough while the mtime is younger than min_age."""
+    def test_min_age_counts_from_the_first_unchanged_sighting(self, fs: FakeFiles) -> None:
+        """Enough checks are not enough until the file was seen unchanged for min_age, whatever its mtime."""
         f = DROP / "a.csv"
-        fs.put(f, 1, mtime=100.0)
+        fs.put(f, 1, mtime=-10_000.0)  # old by its mtime: that does not count
         tracker = StabilityTracker(1, min_age_seconds=60)
-        assert run_checks(tracker, fs, [f], [101, 102, 159, 160]) == [[], [], [], [f]]
+        assert run_checks(tracker, fs, [f], [100, 101, 159, 160]) == [[], [], [], [f]]
 
-    def test_old_file_is_ready_after_the_checks(self, fs: FakeFiles) -> None:
-        """A file already older than min_age needs only the checks."""
+    def test_a_change_restarts_the_minimum_age(self, fs: FakeFiles) -> None:
+        """The age is time since the current contents were first seen, not since the path was."""
         f = DROP / "a.csv"
+        tracker = StabilityTracker(1, min_age_seconds=60)
         fs.put(f, 1, mtime=0.0)
-        tracker = StabilityTracker(2, min_age_seconds=60)
-        assert run_checks(tracker, fs, [f], [1000, 1001, 1002]) == [[], [], [f]]
+        run_checks(tracker, fs, [f], [0, 30])
+        fs.put(f, 2, mtime=31.0)
+        assert run_checks(tracker, fs, [f], [31, 61, 90, 91]) == [[], [], [], [f]]
+
+
+class TestClocks:
+    def test_a_future_mtime_does_not_block_the_load(self, fs: FakeFiles) -> None:
+        """A file dated a day ahead is ready after its checks, like any other (min_age included)."""
+        f = DROP / "a.csv"
+        fs.put(f, 1, mtime=86_400.0)
+        tracker = StabilityTracker(2, min_age_seconds=0, wall_clock=lambda: 0.0)
+        assert run_checks(tracker, fs, [f], [0, 1, 2]) == [[], [], [f]]
+
+    def test_a_future_mtime_is_logged_once(self, fs: FakeFiles) -> None:
+        """The warning about a clock ahead comes once per file, not once per check."""
+        import structlog.testing
+
+        f = DROP / "a.csv"
+        fs.put(f, 1, mtime=86_400.0)
+        tracker = StabilityTracker(5, wall_clock=lambda: 0.0)
+        with structlog.testing.capture_logs() as logs:
+            run_checks(tracker, fs, [f], [0, 1, 2])
+            fs.put(f, 2, mtime=86_401.0)  # still growing, still ahead
+            run_checks(tracker, fs, [f], [3, 4])
+        warnings = [e for e in logs if "in the future" in e["event"]]
+        assert len(warnings) == 1 and warnings[0]["seconds_ahead"] == 86_400
+
+    def test_a_swapped_inode_is_a_change(self, fs: FakeFiles) -> None:
+        """Another file renamed over the path with the same size and mtime starts the count again."""
+        f = DROP / "a.csv"
+        tracker = StabilityTracker(2)
+        inode = [1]
+        real_stat = fs.stat
+
+        def stat(path: Path) -> os.stat_result:
+            st = real_stat(path)
+            return os.stat_result((st.st_mode, inode[0], 0, 1, 0, 0, st.st_size, 0, st.st_mtime, 0))
+
+        fs.put(f, 10, mtime=5.0)
+        tracker.check([f], now=1, stat=stat)
+        tracker.check([f], now=2, stat=stat)
+        inode[0] = 2
+        assert tracker.check([f], now=3, stat=stat) == []
+        assert tracker.waiting() == [(f, 0, 2)]
 
 
 class TestCheckSpacing:

@@ -71,7 +71,7 @@ class TestStatusAndHistory:
 
 class TestRetryAndCancel:
     def test_retry_puts_an_error_file_back_under_its_original_name(self, env, tmp_path, monkeypatch, capsys):
-        """retry FILE moves a file from error/ back into its drop folder and removes its sidecar."""
+        """retry FILE moves a file from error/ back into its drop folder; its sidecar leaves error/ too."""
         settings, _db = env
         folder = settings.dropoff_base_path / "reference_data_table" / "fullload"
         lifecycle.ensure_directories(settings.dropoff_base_path)
@@ -158,7 +158,7 @@ class TestCancellation:
         small = make_settings(tmp_path, settings.url, ingest_batch_size=50)
         calls = []
 
-        def check_cancel(tracking_id: int) -> None:
+        def check_cancel(tracking_id: int, *, final: bool = False) -> None:
             calls.append(tracking_id)
             if len(calls) == 2:
                 raise CancelledError("big.csv: cancelled by operator (test)", stage="cancel")
