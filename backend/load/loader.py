@@ -114,6 +114,8 @@ class LoadHooks:
     check_cancel: Callable[[int], None] | None = None
     #: Extra values for the tracking row when the load publishes.
     extra_tracking: dict[str, Any] = field(default_factory=dict)
+    #: After each staged batch: (rows staged so far, estimated rows or None); the CLI progress bar.
+    on_progress: Callable[[int, int | None], None] | None = None
 
 
 def resolve_table(request: LoadRequest, max_length: int) -> str:
@@ -215,6 +217,10 @@ def load_file(
         batches=result.batches,
         seconds=round(seconds, 3),
         outcome="loaded",
+        path=str(path),
+        load_type=request.load_type.value,
+        size=before.st_size,
+        backup_version=result.backup_version,
     )
     return LoadResult(
         tracking_id=tracking_id,
@@ -270,6 +276,8 @@ def _stage_and_publish(
         faults.hit("stage.batch")
         if hooks.check_cancel is not None:
             hooks.check_cancel(tracking_id)
+        if hooks.on_progress is not None:
+            hooks.on_progress(rows_done, estimated)
         now = time.monotonic()
         if now - last_progress[0] >= PROGRESS_EVERY_SECONDS:
             last_progress[0] = now
