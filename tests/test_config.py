@@ -166,7 +166,7 @@ class TestSettingsFile:
     def test_missing_config_dir_that_was_set_is_refused(self, tmp_path, monkeypatch):
         """A CONFIG_DIR that does not exist is an error, not a silent "no table policies"."""
         monkeypatch.setenv("CONFIG_DIR", str(tmp_path / "etc-typo"))
-        with pytest.raises(ConfigError, match="CONFIG_DIR .*etc-typo is not a folder"):
+        with pytest.raises(ConfigError, match=r"CONFIG_DIR .*etc-typo is not a folder"):
             load_settings(env_file=None)
 
     def test_config_dir_inside_settings_yaml_is_refused(self, tmp_path):
@@ -199,7 +199,7 @@ class TestEnumerations:
     def test_an_unknown_value_lists_the_allowed_ones(self, monkeypatch):
         """LOG_FORMAT=yaml is refused naming the variable and the allowed values."""
         monkeypatch.setenv("LOG_FORMAT", "yaml")
-        with pytest.raises(ConfigError, match="LOG_FORMAT.*'console' or 'json'"):
+        with pytest.raises(ConfigError, match=r"LOG_FORMAT.*'console' or 'json'"):
             load_settings(env_file=None)
 
 
@@ -226,7 +226,7 @@ class TestDangerousValues:
     def test_a_token_with_surrounding_spaces_is_refused_without_echoing_it(self, monkeypatch, token):
         """HEALTH_TOKEN with spaces around it could never authenticate: refused, and the message hides it."""
         monkeypatch.setenv("HEALTH_TOKEN", token)
-        with pytest.raises(ConfigError, match="HEALTH_TOKEN.*spaces") as info:
+        with pytest.raises(ConfigError, match=r"HEALTH_TOKEN.*spaces") as info:
             load_settings(env_file=None)
         assert "s3cret" not in str(info.value)
 
