@@ -12,14 +12,17 @@ PY := $(VENV)/bin/python
 # REQUIRE_POSTGRES=1, so a selection without PostgreSQL tests fails; run .venv/bin/pytest for those.
 PYTEST_ARGS ?=
 
-.PHONY: help deps setup run demo test lint typecheck bench clean
+.PHONY: help deps dev-deps setup run demo test lint typecheck bench clean
 
 help: ## List the targets
 	@echo "Targets:"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: ## Create .venv (python3 -m venv) and pip install requirements-dev.txt when it changed
+deps: ## Create .venv (python3 -m venv) with the runtime requirements.txt only (what the daemon imports)
 	@bash scripts/bootstrap.sh python-env
+
+dev-deps: deps ## deps plus requirements-dev.txt (pytest, ruff, mypy, benchmark tools)
+	@bash scripts/bootstrap.sh dev-env
 
 setup: deps ## deps, then create the dropoff folders and the database tables (idempotent)
 	$(PY) setup_directories.py
@@ -36,21 +39,21 @@ demo: setup ## Drop examples/*.csv into the fullload folder, load them once, pri
 	$(PY) -m backend status
 	$(PY) -m backend export countries | head -5
 
-test: setup ## All tests (a throwaway PostgreSQL, installed with apt-get if missing and root), then lint and types
+test: setup dev-deps ## All tests (a throwaway PostgreSQL, installed with apt-get if missing and root), then lint and types
 	@bash scripts/bootstrap.sh system-packages
 	REQUIRE_POSTGRES=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-lint: deps ## ruff check + ruff format --check
+lint: dev-deps ## ruff check + ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: deps ## mypy, strict on backend/
+typecheck: dev-deps ## mypy, strict on backend/
 	$(VENV)/bin/mypy
 
-bench: deps ## Run the load benchmarks (bench/run)
+bench: dev-deps ## Run the load benchmarks (bench/run)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bench/run
 
 clean: ## Remove caches and build output (keeps .venv, data/ and dropoff/)

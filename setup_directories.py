@@ -1,9 +1,10 @@
-"""Create the dropoff folder tree and the data folder where missing (safe to run again).
+"""Create the dropoff folder tree, the data folder and LOG_FILE's folder where missing (safe to run again).
 
     python setup_directories.py
 
-Reads the same settings as the daemon (``DROPOFF_BASE_PATH``, ``DATA_DIR``, .env,
-config/settings.yaml) and prints each folder it created.
+Reads the same settings as the daemon (``DROPOFF_BASE_PATH``, ``DATA_DIR`` or the SQLite file of
+``DATABASE_URL``, ``LOG_FILE``, .env, <CONFIG_DIR>/settings.yaml) and prints each folder it
+created. ``refdata-monitor init-db`` does the same and then creates the tables.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import sys
 
 from backend.config import load_settings
-from backend.daemon.folders import ensure_directories, ensure_directory
 from backend.errors import ConfigError
+from backend.ops.setup import create_folders
 
 
 def main() -> int:
     try:
         settings = load_settings()
-        created = ensure_directories(settings.dropoff_base_path) + ensure_directory(settings.data_dir)
+        created = create_folders(settings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """Command line: parse arguments, build Settings once, call one backend function, map errors to exit codes.
 
-Exit codes: 0 success, 1 the file or request was refused (IngestError), 2 bad configuration,
-3 transient failure (database unavailable, file changed: try again), 130 interrupted.
+Exit codes: 0 success, 1 the file or request was refused (IngestError), 2 bad configuration or
+usage, 3 transient failure (database unavailable, file changed: try again), 130 interrupted
+(Ctrl-C). With ``--json`` a failure is a JSON object on stdout (``{"error": {...}}``) and the
+same exit code. Installed as the ``refdata-monitor`` command; ``python -m backend`` is the same.
 """
 
 from __future__ import annotations
@@ -11,113 +13,51 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from backend.config import Settings, load_settings
-from backend.errors import ConfigError, IngestError, RetryableError
+import structlog
+
+from backend.cli_parser import build_parser
+from backend.config import Settings, load_settings, setting_sources, settings_files
+from backend.errors import ConfigError, IngestError, NotFoundError, RetryableError
 from backend.masking import remember, scrub
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG, EXIT_RETRY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_KINDS = {EXIT_REFUSED: "refused", EXIT_CONFIG: "configuration", EXIT_RETRY: "transient"}
+_PREFIX = {
+    EXIT_REFUSED: "error",
+    EXIT_CONFIG: "configuration error",
+    EXIT_RETRY: "error (transient, try again)",
+}
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but its error messages (which echo the arguments) never show a password."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_CONFIG, f"{self.prog}: error: {scrub(message)}\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m backend", description="Reference data file monitor.")
-    p.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
-    p.add_argument("--config", default=None, help="YAML settings file (default config/settings.yaml)")
-    # Accepted before the command too; SUPPRESS keeps a subcommand's default from clobbering it.
-    p.add_argument("--database-url", default=argparse.SUPPRESS, help="override DATABASE_URL")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-
-    def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--database-url", default=argparse.SUPPRESS, help="override DATABASE_URL")
-        return sp
-
-    sub.add_parser("check-config", help="print the effective settings (secrets masked)")
-    with_db(sub.add_parser("init-db", help="create schemas and tracking tables (idempotent)"))
-
-    load = with_db(sub.add_parser("load", help="load one file now"))
-    load.add_argument("file", type=Path)
-    load.add_argument("--table", default=None, help="target table (default: derived from the file name)")
-    load.add_argument("--mode", choices=["fullload", "append"], default="fullload")
-    ref = load.add_mutually_exclusive_group()
-    ref.add_argument("--reference", dest="reference", action="store_true", default=True)
-    ref.add_argument("--no-reference", dest="reference", action="store_false")
-    load.add_argument("--ragged-rows", choices=["error", "repair", "skip"], default=None)
-    load.add_argument("--types", choices=["text", "infer"], default=None, help="column type policy")
-    load.add_argument("--allow-empty", action="store_true", help="allow a header-only fullload")
-    load.add_argument("--json", action="store_true", help="print the result as JSON")
-
-    det = with_db(sub.add_parser("detect", help="show what would be detected in a file"))
-    det.add_argument("file", type=Path)
-    det.add_argument("--json", action="store_true")
-    det.add_argument("--table", default=None, help="compare with this existing table")
-
-    exp = with_db(sub.add_parser("export", help="write a table (or a bkp version) as CSV"))
-    exp.add_argument("table")
-    exp.add_argument("--out", type=Path, default=None, help="output file (default stdout)")
-    exp.add_argument("--version", type=int, default=None, help="export this bkp version")
-    exp.add_argument("--sql-names", action="store_true", help="header with the normalised column names")
-
-    res = with_db(sub.add_parser("restore", help="make a bkp version current again"))
-    res.add_argument("table")
-    res.add_argument("--version", type=int, required=True)
-
-    run = with_db(sub.add_parser("run", help="run the monitor daemon"))
-    run.add_argument("--until-idle", action="store_true", help="exit once every dropped file is handled")
-    run.add_argument("--once", action="store_true", help="alias of --until-idle")
-
-    st = with_db(sub.add_parser("status", help="what is in flight, waiting, and the last results"))
-    st.add_argument("--json", action="store_true")
-    prof = with_db(sub.add_parser("profile", help="what a load contained, per column"))
-    prof.add_argument("table")
-    prof.add_argument("--load", type=int, default=None, help="load id (default: the last successful load)")
-    prof.add_argument("--json", action="store_true")
-    hist = with_db(sub.add_parser("history", help="loads of one table or all tables"))
-    hist.add_argument("table", nargs="?")
-    hist.add_argument("--limit", type=int, default=20)
-    hist.add_argument("--json", action="store_true")
-    retry = with_db(sub.add_parser("retry", help="put an error/ file back for another attempt"))
-    retry.add_argument("target", help="tracking id or path of a file in an error/ folder")
-    cancel = with_db(sub.add_parser("cancel", help="stop a running load between batches"))
-    cancel.add_argument("tracking_id", type=int)
-    return p
+log = structlog.get_logger("backend.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if getattr(args, "database_url", None):
-        overrides["database_url"] = args.database_url
+    """Run one command; returns its exit code (see the module docstring)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    json_errors = "--json" in args_list
+    args = build_parser(on_error=lambda message: _usage_error(message, json_errors)).parse_args(args_list)
+    settings: Settings | None = None
     try:
-        settings = load_settings(overrides, env_file=args.env_file, config_file=args.config)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    remember(settings.secret_values())
-    from backend.log import configure_logging
+        settings = load_settings(_overrides(args), env_file=args.env_file, config_file=args.config)
+        remember(settings.secret_values())
+        if args.command == "init-db":
+            from backend.ops.setup import create_folders
 
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
-    try:
+            # Before logging is set up: LOG_FILE's folder is one of the folders it creates.
+            args.created = create_folders(settings)
+        from backend.log import configure_logging
+
+        configure_logging(settings.log_level, settings.log_format, settings.log_file)
         return _COMMANDS[args.command](settings, args)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _fail(args, exc, EXIT_CONFIG, logged=settings is not None)
     except RetryableError as exc:
-        print(f"error (transient, try again): {exc}", file=sys.stderr)
-        return EXIT_RETRY
+        return _fail(args, exc, EXIT_RETRY, logged=settings is not None)
     except IngestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return _fail(args, exc, EXIT_REFUSED, logged=settings is not None)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -127,45 +67,131 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    if getattr(args, "config_dir", None):
+        overrides["config_dir"] = args.config_dir
+    return overrides
+
+
+def _usage_error(message: str, as_json: bool) -> NoReturn:
+    if as_json:
+        print(json.dumps({"error": {"kind": "usage", "message": scrub(message), "exit_code": EXIT_CONFIG}}))
+    sys.exit(EXIT_CONFIG)
+
+
+def _fail(args: argparse.Namespace, exc: IngestError, code: int, *, logged: bool) -> int:
+    """Report a failure: a JSON object with --json, one log line for the daemon, else one stderr line."""
+    message = str(exc)
+    if getattr(args, "json", False):
+        body = {"kind": _KINDS[code], "message": message, "stage": exc.stage, "exit_code": code}
+        if exc.path is not None:
+            body["file"] = str(exc.path)
+        print(json.dumps({"error": body}, ensure_ascii=False))
+    elif args.command == "run" and logged:
+        # Through the log, so that with LOG_FORMAT=json journald gets a JSON line like every other.
+        log.error("start-up failed", error=message, kind=_KINDS[code], exit_code=code)
+    else:
+        print(f"{_PREFIX[code]}: {message}", file=sys.stderr)
+    return code
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
 def _db(settings: Settings) -> Any:
     from backend.db import open_database
+    from backend.ops.setup import check_folders
 
+    check_folders(settings, daemon=False)
     db = open_database(settings)
     db.init_db()
     return db
 
 
+def _existing_file(path: Any) -> None:
+    """A file named on the command line must exist: that is a refusal (1), not a transient error (3)."""
+    if not path.exists():
+        raise NotFoundError(f"{path} does not exist", path=path)
+    if not path.is_file():
+        raise NotFoundError(f"{path} is not a file", path=path)
+
+
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
-    for key, value in settings.effective().items():
-        print(f"{key.upper()}={value}")
+    from backend.policies import check_table_policies
+
+    policies = [str(p) for p in check_table_policies(settings.config_dir)]
+    overrides = _overrides(args)
+    sources = setting_sources(overrides, env_file=args.env_file, config_file=args.config)
+    files = settings_files(overrides, env_file=args.env_file, config_file=args.config)
+    values = settings.effective()
+    if args.json:
+        _print_json(
+            {
+                "settings": {k.upper(): {"value": v, "source": sources[k]} for k, v in values.items()},
+                "files": files,
+                "table_policies": policies,
+            }
+        )
+        return EXIT_OK
+    width = max(len(f"{k.upper()}={v}") for k, v in values.items())
+    for key, value in values.items():
+        print(f"{f'{key.upper()}={value}':<{width}}  # {sources[key]}")
+    print(f"# settings.yaml: {files['settings.yaml'] or 'none'}; .env: {files['.env'] or 'none'}")
+    print(f"# table policies: {', '.join(policies) or 'none'}")
     return EXIT_OK
 
 
 def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
-    _db(settings).dispose()
+    from backend.db import open_database
+
+    created = args.created
+    db = open_database(settings)
+    try:
+        db.init_db()
+    finally:
+        db.dispose()
+    if args.json:
+        _print_json(
+            {
+                "database": settings.masked_url,
+                "schemas": [settings.data_schema, settings.backup_schema],
+                "created": [str(p) for p in created],
+            }
+        )
+        return EXIT_OK
+    for path in created:
+        print(f"created {path}")
     print(f"database ready: {settings.masked_url} (schemas {settings.data_schema}, {settings.backup_schema})")
     return EXIT_OK
 
 
 def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.load.loader import load_file
+    from backend.load.loader import LoadHooks, load_file
     from backend.models import LoadRequest, LoadType, RaggedPolicy, TypePolicy
+    from backend.ops.progress import progress_bar
 
+    _existing_file(args.file)
     db = _db(settings)
     try:
-        result = load_file(
-            db,
-            settings,
-            LoadRequest(
-                path=args.file,
-                load_type=LoadType(args.mode),
-                is_reference=args.reference,
-                table=args.table,
-                ragged_rows=RaggedPolicy(args.ragged_rows) if args.ragged_rows else None,
-                type_policy=TypePolicy(args.types) if args.types else None,
-                allow_empty_fullload=args.allow_empty,
-            ),
-        )
+        with progress_bar(args.file.name, enabled=sys.stderr.isatty() and not args.json) as on_progress:
+            result = load_file(
+                db,
+                settings,
+                LoadRequest(
+                    path=args.file,
+                    load_type=LoadType(args.mode),
+                    is_reference=args.reference,
+                    table=args.table,
+                    ragged_rows=RaggedPolicy(args.ragged_rows) if args.ragged_rows else None,
+                    type_policy=TypePolicy(args.types) if args.types else None,
+                    allow_empty_fullload=args.allow_empty,
+                ),
+                LoadHooks(on_progress=on_progress),
+            )
     finally:
         db.dispose()
     summary = {
@@ -182,18 +208,16 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(summary))
-    else:
-        print(
-            f"loaded {result.rows_loaded} rows into {summary['table']} ({result.load_type.value}, "
-            f"load id {result.tracking_id}"
-            + (
-                f", previous rows kept as {settings.backup_schema}.{result.table}"
-                f" version {result.backup_version}"
-                if result.backup_version
-                else ""
-            )
-            + f") in {result.seconds:.2f}s"
-        )
+        return EXIT_OK
+    kept = (
+        f", previous rows kept as {settings.backup_schema}.{result.table} version {result.backup_version}"
+        if result.backup_version
+        else ""
+    )
+    print(
+        f"loaded {result.rows_loaded} rows into {summary['table']} ({result.load_type.value}, "
+        f"load id {result.tracking_id}{kept}) in {result.seconds:.2f}s"
+    )
     return EXIT_OK
 
 
@@ -204,6 +228,7 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from backend.load.loader import header_names
     from backend.naming import normalize_columns, table_name_from_file
 
+    _existing_file(args.file)
     detection = detect(args.file, settings)
     adapter = adapter_for(settings.url)
     columns = normalize_columns(
@@ -213,8 +238,7 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     schema = _schema_report(settings, args.table, columns) if args.table else None
     if args.json:
         extra = {"schema_report": schema.to_dict()} if schema is not None else {}
-        body = {**detection.to_dict(), "table": table, "columns": list(columns), **extra}
-        print(json.dumps(body, ensure_ascii=False, indent=2))
+        _print_json({**detection.to_dict(), "table": table, "columns": list(columns), **extra})
     else:
         print(f"Table: {settings.data_schema}.{table} (from the file name; see README, How a file travels)")
         print(format_detection(detection, columns))
@@ -242,7 +266,7 @@ def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     if args.json:
-        print(json.dumps(entry, indent=2, ensure_ascii=False, default=str))
+        _print_json(entry)
     else:
         print(format_profile(entry))
     return EXIT_OK
@@ -251,16 +275,21 @@ def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     from backend.ops.export import export_table
 
+    if args.json and args.out is None:
+        raise ConfigError("export --json needs --out FILE: without it the CSV itself goes to stdout")
     db = _db(settings)
     try:
         if args.out is None:
             export_table(db, args.table, sys.stdout, version=args.version, sql_names=args.sql_names)
-        else:
-            with args.out.open("w", encoding="utf-8", newline="") as out:
-                count = export_table(db, args.table, out, version=args.version, sql_names=args.sql_names)
-            print(f"wrote {count} rows to {args.out}", file=sys.stderr)
+            return EXIT_OK
+        with args.out.open("w", encoding="utf-8", newline="") as out:
+            count = export_table(db, args.table, out, version=args.version, sql_names=args.sql_names)
     finally:
         db.dispose()
+    if args.json:
+        print(json.dumps({"table": args.table, "version": args.version, "rows": count, "out": str(args.out)}))
+    else:
+        print(f"wrote {count} rows to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -272,6 +301,10 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
         tracking_id, rows, backup = restore_version(db, args.table, args.version)
     finally:
         db.dispose()
+    if args.json:
+        body = {"table": args.table, "version": args.version, "rows": rows, "tracking_id": tracking_id}
+        print(json.dumps({**body, "backup_version": backup}))
+        return EXIT_OK
     print(
         f"restored version {args.version} of {args.table}: {rows} rows (load id {tracking_id}"
         + (f"; replaced rows kept as version {backup}" if backup else "")
@@ -285,24 +318,32 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     import threading
 
     from backend.daemon.loop import run
+    from backend.ops.setup import check_folders
+    from backend.policies import check_table_policies
 
+    check_folders(settings, daemon=True)
+    check_table_policies(settings.config_dir)
     stop = threading.Event()
-    signals_seen = [0]
+    signals_seen: list[int] = []
 
     def handle(signum: int, _frame: Any) -> None:
         # Only set the event here: logging from a signal handler can deadlock on its lock.
-        signals_seen[0] += 1
-        if signals_seen[0] > 1 and signum == signal.SIGINT:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1 and signum == signal.SIGINT:
             os._exit(EXIT_INTERRUPTED)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGBREAK", None)):
         if sig is not None:
             signal.signal(sig, handle)
-    return run(settings, stop, until_idle=args.until_idle or args.once)
+    code = run(settings, stop, until_idle=args.until_idle or args.once)
+    # Ctrl-C is an interruption (130, as shells expect); SIGTERM is the service manager's normal stop.
+    return EXIT_INTERRUPTED if signals_seen[:1] == [signal.SIGINT] else code
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.ops.views import print_status
+
     snapshot = _daemon_status(settings)
     if snapshot is None:
         from backend.ops.status import db_status
@@ -317,26 +358,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             db.dispose()
     if args.json:
-        print(json.dumps(snapshot, indent=2, default=str))
-        return EXIT_OK
-    print(f"daemon: {snapshot.get('daemon') or 'not reachable (database view only)'}")
-    for item in snapshot.get("in_flight", []):
-        pct = item.get("progress_percent")
-        print(
-            f"  loading  #{item['id']} {item['file_name']} -> {item['table_name']}"
-            f" {item.get('rows_done') or 0} rows" + (f" ({pct:.0f}%)" if pct is not None else "")
-        )
-    for item in snapshot.get("waiting_for_stability", []):
-        print(f"  waiting  {item['file']} ({item['checks_done']}/{item['checks_needed']} stable checks)")
-    print("last results:")
-    for item in snapshot.get("last_results", [])[:10]:
-        extra = f" rows={item['rows_loaded']}" if item.get("rows_loaded") is not None else ""
-        print(f"  #{item['id']} {item['status']:<11} {item['file_name']} -> {item['table_name']}{extra}")
-    errors = snapshot.get("last_errors", [])
-    if errors:
-        print("last errors:")
-        for item in errors[:10]:
-            print(f"  #{item['id']} {item['file_name']}: {item['error_message']}")
+        _print_json(snapshot)
+    else:
+        print_status(snapshot)
     return EXIT_OK
 
 
@@ -359,7 +383,8 @@ def _daemon_status(settings: Settings) -> dict[str, Any] | None:
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.ops.status import history
+    from backend.ops.history import history
+    from backend.ops.views import print_history
 
     db = _db(settings)
     try:
@@ -367,16 +392,9 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-        return EXIT_OK
-    for r in rows:
-        change = f" ({r['rows_change']:+d})" if r.get("rows_change") is not None else ""
-        drift = f" structure changed (was {r['previous_fingerprint']})" if r.get("structure_changed") else ""
-        version = f" bkp v{r['backup_version']}" if r.get("backup_version") else ""
-        print(
-            f"#{r['id']:<6} {r['created_at']} {r['status']:<11} {r['load_type']:<8} {r['table_name']}"
-            f" rows={r['rows_loaded']}{change}{version}{drift}  {r['file_name']}"
-        )
+        _print_json(rows)
+    else:
+        print_history(rows)
     return EXIT_OK
 
 
@@ -389,7 +407,10 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if db is not None:
             db.dispose()
-    print(f"put back for another attempt: {moved}")
+    if args.json:
+        print(json.dumps({"put_back": str(moved)}))
+    else:
+        print(f"put back for another attempt: {moved}")
     return EXIT_OK
 
 
@@ -402,6 +423,18 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     number = args.tracking_id
+    if args.json:
+        _print_json(
+            {
+                "load": number,
+                "status": outcome.status,
+                "too_late": outcome.too_late,
+                "error_message": outcome.error_message,
+            }
+        )
+        if outcome.too_late:
+            return EXIT_REFUSED
+        return EXIT_RETRY if outcome.status is None else EXIT_OK
     if outcome.too_late:
         print(f"too late: load {number} was already committed; undo it with restore", file=sys.stderr)
         return EXIT_REFUSED
@@ -419,7 +452,7 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "check-config": cmd_check_config,
     "init-db": cmd_init_db,
     "load": cmd_load,

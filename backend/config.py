@@ -1,21 +1,26 @@
 """Settings: read once at start-up, validated, then passed down as one frozen object.
 
-Precedence (lowest first): defaults < ``config/settings.yaml`` < ``.env`` < environment <
+Precedence (lowest first): defaults < ``<CONFIG_DIR>/settings.yaml`` < ``.env`` < environment <
 command-line flags. Every field is documented where it is declared and listed in
-``.env.example`` and the README's configuration table.
+``.env.example`` and the README's configuration table. Start-up refuses what would silently
+misbehave: unknown keys in settings.yaml (with a close-match suggestion), values that are not
+finite, a HEALTH_TOKEN no client could send. Enumerations accept any case (``LOG_LEVEL=info``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import difflib
 import getpass
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -23,8 +28,14 @@ from backend.errors import ConfigError
 from backend.masking import mask_url, url_secrets
 from backend.models import RaggedPolicy, TypePolicy
 
-DEFAULT_CONFIG_FILE = Path("config/settings.yaml")
+DEFAULT_CONFIG_DIR = Path("config")
+SETTINGS_FILE_NAME = "settings.yaml"
 DEFAULT_EXTENSIONS = (".csv", ".txt", ".tsv", ".psv")
+#: Longest duration any "..._seconds" or interval setting may have: a day. Anything longer is a
+#: typo, and `inf` (or 1e12) would make the loop's waits never end or overflow.
+MAX_SECONDS = 86_400.0
+#: Where a value came from, lowest precedence first (`check-config --json` reports it).
+SOURCES = ("default", "settings.yaml", ".env", "environment", "flag")
 
 # Only set while load_settings() builds a Settings object; lets the YAML source know which
 # file to read without a module-level configuration object.
@@ -74,9 +85,15 @@ class Settings(BaseSettings):
     db_trust_server_certificate: bool = Field(
         default=False, description="Accept a self-signed SQL Server certificate (opt-in, logged)."
     )
-    db_connect_timeout_seconds: float = Field(default=15.0, gt=0, description="Connection timeout.")
+    db_connect_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False, description="Connection timeout."
+    )
     db_statement_timeout_seconds: float = Field(
-        default=0.0, ge=0, description="Per-statement timeout where supported (0: none)."
+        default=0.0,
+        ge=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        description="Per-statement timeout where supported (0: none).",
     )
 
     # --- ingest -------------------------------------------------------------------
@@ -99,7 +116,7 @@ class Settings(BaseSettings):
     )
     sample_bytes: int = Field(default=1024 * 1024, ge=4096, description="Bytes read to detect the format.")
     date_order: Literal["auto", "dmy", "mdy", "ymd"] = Field(
-        default="auto", description="Order of day and month in ambiguous dates."
+        default="auto", description="Order of day, month and year in ambiguous dates: auto | dmy | mdy | ymd."
     )
     created_by: str = Field(
         default_factory=getpass.getuser, description="Name written to Reference_Data_Cfg."
@@ -109,12 +126,18 @@ class Settings(BaseSettings):
     dropoff_base_path: Path = Field(default=Path("dropoff"), description="Root of the dropoff folders.")
     data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite files.")
     monitor_interval: float = Field(
-        default=15.0, gt=0, description="Seconds between rescans (fractions allowed)."
+        default=15.0,
+        gt=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds between rescans (fractions allowed).",
     )
     stability_checks: int = Field(default=6, ge=1, description="Consecutive unchanged checks before loading.")
     min_file_age_seconds: float = Field(
         default=0.0,
         ge=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
         description="Seconds a file must be seen unchanged by the daemon's own clock (never its mtime).",
     )
     force_polling: bool = Field(
@@ -125,24 +148,43 @@ class Settings(BaseSettings):
     )
     workers: int = Field(default=2, ge=1, le=64, description="Files loaded in parallel.")
     lease_seconds: float = Field(
-        default=120.0, gt=0, description="A claim whose owner has not written for this long is taken over."
+        default=120.0,
+        gt=0,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        description="A claim whose owner has not written for this long is taken over.",
     )
-    shutdown_timeout_seconds: float = Field(default=30.0, gt=0, description="Grace period on SIGTERM.")
+    shutdown_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False, description="Grace period on SIGTERM."
+    )
     keep_versions: int = Field(default=0, ge=0, description="bkp versions kept per table (0: all).")
     processed_retention_days: int = Field(
         default=0, ge=0, description="Delete processed/ files older (0: never)."
     )
 
     # --- health and logs ----------------------------------------------------------
-    health_enabled: bool = Field(default=True, description="Serve /healthz, /readyz, /metrics, /status.")
+    health_enabled: bool = Field(
+        default=True, description="Serve the status page (/) and /healthz, /readyz, /metrics, /status."
+    )
     health_host: str = Field(default="127.0.0.1", description="Health server address.")
     health_port: int = Field(default=8080, ge=0, le=65535, description="Health server port (0: any free).")
-    health_token: SecretStr | None = Field(default=None, description="Bearer token for all but /healthz.")
+    health_token: SecretStr | None = Field(
+        default=None, description="Bearer token for all but /healthz (no spaces around it)."
+    )
     min_free_disk_mb: int = Field(default=100, ge=0, description="/readyz fails below this free space.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    log_format: Literal["console", "json"] = Field(default="console", description="Console log format.")
-    log_file: Path | None = Field(default=None, description="Also write JSON lines to this rotating file.")
-    config_dir: Path = Field(default=Path("config"), description="Folder of settings.yaml and tables/*.yaml.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level: DEBUG | INFO | WARNING | ERROR."
+    )
+    log_format: Literal["console", "json"] = Field(
+        default="console",
+        description="Format of the lines on stderr: console (readable) | json (one object a line).",
+    )
+    log_file: Path | None = Field(
+        default=None, description="Also write JSON lines to this rotating file (its folder must exist)."
+    )
+    config_dir: Path = Field(
+        default=DEFAULT_CONFIG_DIR, description="Folder of settings.yaml and tables/*.yaml."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -163,6 +205,30 @@ class Settings(BaseSettings):
         if isinstance(value, (list, tuple)):
             return tuple(("." + v.strip().lstrip(".")).lower() for v in value)
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "date_order", "decode_errors", "ragged_rows", "type_policy", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        # Operators write LOG_FORMAT=JSON or RAGGED_ROWS=Skip; the meaning is the same.
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("health_token", mode="before")
+    @classmethod
+    def _exact_token(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and text and text != text.strip():
+            # Refused, not stripped: HTTP clients (our own `status` included) send the header value
+            # without surrounding spaces, so such a token could never authenticate.
+            raise ValueError(
+                "has spaces or line breaks around it; no client can send them: remove them "
+                "(refused rather than stripped so the token stays exactly what clients are given)"
+            )
+        return value or None
 
     @field_validator("data_schema", "backup_schema")
     @classmethod
@@ -260,26 +326,16 @@ def load_settings(
     Args:
         overrides: values from command-line flags (highest precedence); None values are ignored.
         env_file: the .env file to read (None: none).
-        config_file: YAML defaults (default: ``config/settings.yaml`` if it exists).
+        config_file: YAML defaults (default: ``<CONFIG_DIR>/settings.yaml`` if it exists, where
+            CONFIG_DIR comes from the flags, the environment or .env, as it cannot come from the
+            very file it locates).
     """
-    path = Path(config_file) if config_file else DEFAULT_CONFIG_FILE
-    yaml_values: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of setting names to values")
-        yaml_values = {str(k).lower(): v for k, v in loaded.items()}
-    elif config_file:
-        raise ConfigError(f"config file {path} does not exist")
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _path, yaml_values = _settings_yaml(flags, env_file, config_file)
     token = _yaml_values.set(yaml_values)
     try:
-        clean = {k: v for k, v in (overrides or {}).items() if v is not None}
-        settings = Settings(_env_file=env_file, **clean)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file, **flags)  # type: ignore[call-arg]
         _ = settings.url  # validates the SQL Server variables early
-        return settings
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "settings"
@@ -289,3 +345,112 @@ def load_settings(
         raise ConfigError(f"invalid settings: {exc}") from None
     finally:
         _yaml_values.reset(token)
+    sources = setting_sources(overrides, env_file=env_file, config_file=config_file)
+    if sources["config_dir"] != "default" and not settings.config_dir.is_dir():
+        # A mistyped CONFIG_DIR would otherwise switch every table policy off without a word.
+        raise ConfigError(
+            f"CONFIG_DIR {settings.config_dir} is not a folder (set in {sources['config_dir']})"
+        )
+    return settings
+
+
+def setting_sources(
+    overrides: dict[str, Any] | None = None,
+    *,
+    env_file: Path | str | None = ".env",
+    config_file: Path | str | None = None,
+) -> dict[str, str]:
+    """Where each setting's value came from: one of `SOURCES` (the highest that set it).
+
+    Takes the same arguments as `load_settings`.
+    """
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    environment = {k.lower() for k in os.environ}
+    dotenv = _dotenv(env_file)
+    _path, yaml_values = _settings_yaml(flags, env_file, config_file)
+    out: dict[str, str] = {}
+    for name in Settings.model_fields:
+        if name in flags:
+            out[name] = "flag"
+        elif name in environment:
+            out[name] = "environment"
+        elif name in dotenv:
+            out[name] = ".env"
+        elif name in yaml_values:
+            out[name] = "settings.yaml"
+        else:
+            out[name] = "default"
+    return out
+
+
+def settings_files(
+    overrides: dict[str, Any] | None = None,
+    *,
+    env_file: Path | str | None = ".env",
+    config_file: Path | str | None = None,
+) -> dict[str, str | None]:
+    """The settings.yaml and .env files that were read (None: not present)."""
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path, _values = _settings_yaml(flags, env_file, config_file)
+    env_path = Path(env_file) if env_file else None
+    return {
+        "settings.yaml": str(path) if path is not None else None,
+        ".env": str(env_path) if env_path is not None and env_path.is_file() else None,
+    }
+
+
+def _dotenv(env_file: Path | str | None) -> dict[str, str | None]:
+    if not env_file or not Path(env_file).is_file():
+        return {}
+    return {k.lower(): v for k, v in dotenv_values(env_file).items()}
+
+
+def _settings_yaml(
+    flags: Mapping[str, Any], env_file: Path | str | None, config_file: Path | str | None
+) -> tuple[Path | None, dict[str, Any]]:
+    """The settings.yaml to read (None: there is none) and its values, keys checked and lower-cased."""
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+    else:
+        path = _config_dir(flags, env_file) / SETTINGS_FILE_NAME
+        if not path.is_file():
+            return None, {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting names to values")
+    values = {str(k).lower(): v for k, v in loaded.items()}
+    known = list(Settings.model_fields)
+    for key in values:
+        if key == "config_dir":
+            raise ConfigError(
+                f"{path}: config_dir cannot be set in the file it locates; set CONFIG_DIR in the "
+                "environment or .env"
+            )
+        if key not in Settings.model_fields:
+            raise ConfigError(f"{path}: unknown setting {key!r}{suggestion(key, known)}")
+    return path, values
+
+
+def _config_dir(flags: Mapping[str, Any], env_file: Path | str | None) -> Path:
+    if flags.get("config_dir") is not None:
+        return Path(flags["config_dir"])
+    for key, value in os.environ.items():
+        if key.lower() == "config_dir" and value:
+            return Path(value)
+    from_dotenv = _dotenv(env_file).get("config_dir")
+    return Path(from_dotenv) if from_dotenv else DEFAULT_CONFIG_DIR
+
+
+def suggestion(word: str, known: list[str]) -> str:
+    """`` (did you mean 'workers'?)`` for a close match among `known`, else the allowed names."""
+    close = difflib.get_close_matches(word.lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known: {', '.join(sorted(known))})"

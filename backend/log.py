@@ -2,7 +2,9 @@
 
 Console output goes to stderr (stdout belongs to command output such as ``export``); with
 LOG_FILE set, JSON lines also go to a rotating file. SQLAlchemy, watchdog and APScheduler
-records pass through the same processors, so every line has one shape.
+records pass through the same processors, so every line has one shape. Uncaught exceptions, in
+the main thread or any other, are logged through the same chain (so a crash with LOG_FORMAT=json
+is a JSON line too), and a LOG_FILE that cannot be written is a ConfigError, not a traceback.
 """
 
 from __future__ import annotations
@@ -10,21 +12,48 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+import threading
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import structlog
 
+from backend.errors import ConfigError
 from backend.masking import scrub
 
 _SECRET_KEYS = ("password", "pwd", "token", "secret")
+#: Values that say whether a secret is configured without revealing it (``token=set``).
+PRESENCE = ("set", "unset")
+
+
+def presence(value: object) -> str:
+    """``"set"`` or ``"unset"``: what a log line may say about a secret."""
+    return PRESENCE[0] if value else PRESENCE[1]
 
 
 def _drop_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for key in list(event):
-        if any(word in key.lower() for word in _SECRET_KEYS):
+        if any(word in key.lower() for word in _SECRET_KEYS) and event[key] not in PRESENCE:
             event[key] = "********"
     return event
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    structlog.get_logger("backend").critical("crashed", exc_info=(kind, value, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    structlog.get_logger("backend").critical(
+        "thread crashed",
+        thread=args.thread.name if args.thread is not None else None,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def _scrub_values(value: Any) -> Any:
@@ -68,7 +97,10 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
         else [
             structlog.processors.format_exc_info,
             _scrub,
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            # plain_traceback: the traceback is already text (and scrubbed) by format_exc_info.
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            ),
         ]
     )
     handlers: list[logging.Handler] = []
@@ -81,10 +113,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
     )
     handlers.append(console)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        rotating = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
-        )
+        rotating = _rotating_file(log_file)
         rotating.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=shared,
@@ -95,6 +124,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()  # a previous LOG_FILE must not stay open (configured again in tests)
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
@@ -104,3 +134,24 @@ def configure_logging(level: str = "INFO", fmt: str = "console", log_file: Path 
     # Never below WARNING: at INFO and DEBUG SQLAlchemy logs bound parameters and fetched rows,
     # which hold the file's data, protected columns included.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _rotating_file(log_file: Path) -> logging.Handler:
+    """The LOG_FILE handler, or a ConfigError saying why it cannot be written.
+
+    The folder is not created here: a mistyped LOG_FILE must not leave folders behind
+    (``setup_directories.py`` creates it).
+    """
+    if not log_file.parent.is_dir():
+        raise ConfigError(
+            f"LOG_FILE {log_file}: folder {log_file.parent} does not exist "
+            "(create it, or run setup_directories.py)"
+        )
+    try:
+        return logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
+        )
+    except OSError as exc:
+        raise ConfigError(f"LOG_FILE {log_file} cannot be opened for writing: {exc.strerror}") from None

@@ -7,6 +7,7 @@ file, because a typo must never silently switch a rule off.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -188,6 +189,27 @@ def load_table_policy(config_dir: Path, table: str) -> TablePolicy:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def check_table_policies(config_dir: Path) -> list[Path]:
+    """Parse every ``<config_dir>/tables/*.yaml`` now, so a typo stops start-up, not a load hours later.
+
+    Returns:
+        The policy files found.
+
+    Raises:
+        ConfigError: a file is invalid (naming the file and the key), or a policy file is named
+            ``*.yml``, which the loader would never read.
+    """
+    tables_dir = config_dir / "tables"
+    if not tables_dir.is_dir():
+        return []
+    for stray in sorted(tables_dir.glob("*.yml")):
+        raise ConfigError(f"{stray}: policy files must end in .yaml (this one would never be read)")
+    found = sorted(tables_dir.glob("*.yaml"))
+    for path in found:
+        load_table_policy(config_dir, path.stem)
+    return found
+
+
 def _parse(data: dict[str, Any], table: str, path: Path, default_sql: Path) -> TablePolicy:
     _only(data, _TOP_KEYS, "top level")
     full, append = _evolution(data.get("schema_evolution"))
@@ -251,7 +273,7 @@ def parse_rule(item: Any, position: int) -> list[Rule]:
         raise ValueError(f"{where}: expected a mapping with a 'rule' key")
     kind = str(item["rule"])
     if kind not in RULE_KEYS:
-        raise ValueError(f"{where}: unknown rule {kind!r} (known: {', '.join(RULE_KEYS)})")
+        raise ValueError(f"{where}: unknown rule {kind!r}{_close_match(kind, RULE_KEYS)}")
     _only(item, RULE_KEYS[kind] | {"rule", "severity", "column", "columns"}, where)
     columns = _columns(item, where)
     if kind != "row_count" and not columns:
@@ -332,6 +354,11 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 def _only(data: dict[str, Any], allowed: frozenset[str] | set[str], where: str) -> None:
     unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
-        )
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}{_close_match(unknown[0], allowed)}")
+
+
+def _close_match(word: str, allowed: Any) -> str:
+    names = sorted(str(a) for a in allowed)
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f" ({hint}allowed: {', '.join(names)})"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set-up steps behind the Makefile, kept here so each can check before it acts and stay idempotent:
-#   python-env       .venv exists, has pip, and holds exactly the pinned requirements-dev.txt
+#   python-env       .venv exists, has pip, and holds the pinned runtime requirements.txt (what the
+#                    daemon imports: `make run`, `make setup`)
+#   dev-env          the same plus requirements-dev.txt (tests, lint, types, benchmarks: `make test`)
 #   system-packages  PostgreSQL server binaries (the test suite starts its own server) and the
 #                    unixODBC library pyodbc links against; installed with apt-get only when missing
 #                    and we are root, otherwise a hint is printed and the tests report what is absent.
@@ -9,9 +11,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-# Hash of the requirement files the venv was last installed from; a change (not just a newer mtime,
-# which every git checkout produces) triggers a reinstall.
-STAMP=$VENV/.requirements.sha256
+# Hash of the requirement files the venv was last installed from, one stamp per kind; a change (not
+# just a newer mtime, which every git checkout produces) triggers a reinstall.
+STAMP_DIR=$VENV
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -58,14 +60,16 @@ ensure_venv() {
 }
 
 ensure_requirements() {
-    local want have
-    want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
-    have=$(cat "$STAMP" 2>/dev/null || true)
+    # $1: requirements.txt (runtime) or requirements-dev.txt (which includes it)
+    local file=$1 want have stamp
+    stamp=$STAMP_DIR/.${file%.txt}.sha256
+    want=$(cat requirements.txt "$file" | sha256sum | cut -d' ' -f1)
+    have=$(cat "$stamp" 2>/dev/null || true)
     [ "$want" = "$have" ] && return 0
-    say "installing requirements-dev.txt into $VENV"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
+    say "installing $file into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$file"
     # Written only after pip succeeded, so a failed install is retried next time.
-    echo "$want" >"$STAMP"
+    echo "$want" >"$stamp"
 }
 
 have_pg_server_binaries() {
@@ -114,13 +118,17 @@ ensure_odbc() {
 case "${1:-}" in
 python-env)
     ensure_venv
-    ensure_requirements
+    ensure_requirements requirements.txt
+    ;;
+dev-env)
+    ensure_venv
+    ensure_requirements requirements-dev.txt
     ;;
 system-packages)
     ensure_postgres
     ensure_odbc
     ;;
 *)
-    die "usage: $0 python-env|system-packages"
+    die "usage: $0 python-env|dev-env|system-packages"
     ;;
 esac

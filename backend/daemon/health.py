@@ -1,5 +1,6 @@
 """A tiny HTTP endpoint for probes and scrapers, on a daemon thread.
 
+    GET /          the operator's status page (HTML, refreshes itself; see `backend.daemon.page`)
     GET /healthz   liveness: is the main loop turning? (no dependency checks, no token)
     GET /readyz    readiness: database, folders, watcher, backlog (503 names the failing check)
     GET /metrics   Prometheus text format 0.0.4
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -32,6 +34,11 @@ log = structlog.get_logger(__name__)
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
 HEALTH_CONTENT_TYPE = "application/health+json"
 METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+PAGE_CONTENT_TYPE = "text/html; charset=utf-8"
+# The page carries its own styles and an inline SVG and nothing else: no script, no request to
+# another host (plants often have no internet, and the page must not leak anything to one).
+PAGE_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+GUARDED_PATHS = ("/", "/readyz", "/metrics", "/status")
 
 
 def summarize_checks(checks: Mapping[str, tuple[bool, str | None]]) -> tuple[bool, dict[str, Any]]:
@@ -51,11 +58,27 @@ def summarize_checks(checks: Mapping[str, tuple[bool, str | None]]) -> tuple[boo
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 makes a burst of clients (a scanner, many scrapers)
+    # wait for SYN retries of 1, 3, 7 ... seconds before the server even sees them.
+    request_queue_size = 128
     token: bytes | None
     liveness: Probe
     readiness: Probe
     status: Callable[[], dict[str, Any]]
     metrics: Callable[[], bytes]
+    page: Callable[[], str] | None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up is not an error; anything else goes to our log, not raw stderr.
+
+        socketserver's default prints a traceback straight to stderr, bypassing the log format:
+        300 idle connections closed by a scanner gave dozens of raw BrokenPipeError tracebacks.
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("health client went away", error=type(exc).__name__)
+            return
+        log.error("health request failed", exc_info=True)
 
 
 class _Server6(_Server):
@@ -73,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         if path == "/healthz":
             self._probe(self.server.liveness)
-        elif path not in ("/readyz", "/metrics", "/status"):
+        elif path not in GUARDED_PATHS or (path == "/" and self.server.page is None):
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
         elif not self._authorized():
             self._json(HTTPStatus.UNAUTHORIZED, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
@@ -81,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._probe(self.server.readiness)
         elif path == "/metrics":
             self._metrics()
+        elif path == "/":
+            self._page()
         else:
             self._status()
 
@@ -109,6 +134,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
             return
         self._send(HTTPStatus.OK, payload, METRICS_CONTENT_TYPE)
+
+    def _page(self) -> None:
+        render = self.server.page
+        if render is None:  # do_GET answers 404 first; kept for the type checker
+            return
+        try:
+            html = render()
+        except Exception:  # report 500, keep serving
+            log.exception("rendering the status page failed")
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
+            return
+        self._send(
+            HTTPStatus.OK,
+            html.encode("utf-8"),
+            PAGE_CONTENT_TYPE,
+            {"Content-Security-Policy": PAGE_SECURITY_POLICY, "X-Content-Type-Options": "nosniff"},
+        )
 
     def _status(self) -> None:
         try:
@@ -182,6 +224,7 @@ def start_health_server(
     readiness: Probe,
     status: Callable[[], dict[str, Any]],
     metrics: Callable[[], bytes],
+    page: Callable[[], str] | None = None,
     poll_interval_seconds: float = 0.5,
 ) -> HealthServer:
     """Serve the health endpoints on `host`:`port` from a daemon thread.
@@ -195,6 +238,7 @@ def start_health_server(
         readiness: the same for /readyz; `summarize_checks` builds the usual shape.
         status: returns the /status JSON object.
         metrics: returns the Prometheus exposition (`Metrics.render`).
+        page: returns the HTML of the status page at ``/`` (None: no page, ``/`` is 404).
         poll_interval_seconds: how often the serving loop checks for `stop()`; also about
             how long `stop()` takes.
 
@@ -208,6 +252,7 @@ def start_health_server(
     httpd.readiness = readiness
     httpd.status = status
     httpd.metrics = metrics
+    httpd.page = page
     thread = threading.Thread(
         target=httpd.serve_forever,
         kwargs={"poll_interval": poll_interval_seconds},
@@ -215,5 +260,11 @@ def start_health_server(
         daemon=True,
     )
     thread.start()
-    log.info("health endpoint listening", host=host, port=httpd.server_address[1], token=bool(token))
+    log.info(
+        "health endpoint listening",
+        host=host,
+        port=httpd.server_address[1],
+        # "set"/"unset": the log filter masks any other value of a key named token.
+        token="set" if token else "unset",
+    )
     return HealthServer(httpd, thread)

@@ -44,21 +44,34 @@ def catch_up(rt: Runtime) -> None:
 
 
 def wait_for_database(rt: Runtime) -> None:
-    """Create the schema, retrying with backoff while the database is unreachable."""
-    for attempt in Retrying(
-        retry=retry_if_exception_type(DatabaseUnavailableError),
-        wait=wait_exponential_jitter(initial=1, max=30),
-        stop=lambda state: rt.stop.is_set(),
-        reraise=True,
-    ):
-        with attempt:
-            try:
-                rt.db.init_db()
-                rt.outage.recovered()
-            except DatabaseUnavailableError as exc:
-                rt.outage.failed(exc)
-                log.warning("database unavailable at start-up; retrying", error=str(exc))
-                raise
+    """Create the schema, retrying with backoff while the database is unreachable.
+
+    Returns as soon as `rt.stop` is set (SIGINT/SIGTERM while waiting): the backoff sleeps on
+    the stop event, so Ctrl-C does not wait out the current backoff step.
+    """
+
+    def sleep(seconds: float) -> None:
+        rt.stop.wait(seconds)
+
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(DatabaseUnavailableError),
+            wait=wait_exponential_jitter(initial=1, max=30),
+            stop=lambda state: rt.stop.is_set(),
+            sleep=sleep,
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    rt.db.init_db()
+                    rt.outage.recovered()
+                except DatabaseUnavailableError as exc:
+                    rt.outage.failed(exc)
+                    log.warning("database unavailable at start-up; retrying", error=str(exc))
+                    raise
+    except DatabaseUnavailableError:
+        if not rt.stop.is_set():
+            raise
 
 
 def start_housekeeping(rt: Runtime) -> Any:

@@ -79,9 +79,12 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
     folder = path.parent
     tracking_id: int | None = None
     loaded_id: int | None = None
+    # Every line logged about this file, here and in the loader, carries these (issue 13).
+    structlog.contextvars.bind_contextvars(path=str(path), load_type=load_type.value)
     try:
         sha256, size, mtime = claim.hash_file(path)
         table = table_name_from_file(path, db.adapter.max_identifier_length)
+        structlog.contextvars.bind_contextvars(table=table)
         request = LoadRequest(path=path, load_type=load_type, is_reference=is_reference, sha256=sha256)
         outcome = claim.claim(db, request, table, size, mtime)
         if isinstance(outcome, claim.HeldElsewhere):
@@ -95,6 +98,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         if isinstance(outcome, claim.AlreadyLoaded):
             return already_loaded(rt, path, folder, request, table, size, outcome)
         tracking_id = outcome.tracking_id
+        structlog.contextvars.bind_contextvars(tracking_id=tracking_id)
         with rt.lock:
             rt.in_flight[path] = tracking_id
         verdict = current_or_version(rt, table, path, mtime, load_type)
@@ -113,7 +117,13 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         )
         # From here on the data is committed: nothing below may mark the load failed.
         loaded_id, tracking_id = tracking_id, None
-        rt.metrics.record_file("loaded", rows=result.rows_loaded, seconds=result.seconds)
+        rt.metrics.record_file(
+            "loaded",
+            table=result.table,
+            rows=result.rows_loaded,
+            seconds=result.seconds,
+            finished_at=time.time(),
+        )
         rt.remember(
             {
                 "tracking_id": loaded_id,
@@ -130,6 +140,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         rt.tracker.forget(path)
         if isinstance(exc, DatabaseUnavailableError):
             rt.outage.failed(exc)
+        rt.metrics.record_retry(exc.stage)
         if tracking_id is not None:
             # Make sure the attempt is closed (the loader cannot while the database is away, and
             # does not when the file vanished before it was opened): an open row of ours would
@@ -155,6 +166,7 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         with rt.lock:
             rt.in_flight.pop(path, None)
         remove_cancel_marker(path)
+        structlog.contextvars.unbind_contextvars("path", "load_type", "table", "tracking_id")
 
 
 def current_or_version(rt: Runtime, table: str, path: Path, mtime: float, load_type: LoadType) -> Verdict:
@@ -291,7 +303,7 @@ def already_loaded(
         rows_loaded=0,
         error_message=f"same content as load {holder.id} ({holder.file_name}); not loaded again",
     )
-    rt.metrics.record_file("duplicate")
+    rt.metrics.record_file("duplicate", table=table)
     rt.remember({"tracking_id": duplicate_id, "file": path.name, "status": "duplicate", "table": table})
     log.info(
         "duplicate content, not loaded again", file=path.name, tracking_id=duplicate_id, original=holder.id
@@ -370,9 +382,22 @@ def reject(
         processed_at=tracking.utcnow(),
     )
     place_rejects(rt, path.name, moved, folder, tracking_id)
-    rt.metrics.record_file(status)
+    table = None
+    with contextlib.suppress(IngestError):
+        table = table_name_from_file(path, db.adapter.max_identifier_length)
+    rt.metrics.record_file(status, table=table, stage=exc.stage)
     rt.remember({"tracking_id": tracking_id, "file": path.name, "status": status, "error": str(exc)})
-    log.warning("file rejected", file=path.name, reason=str(exc), stage=exc.stage, moved_to=str(moved))
+    log.warning(
+        "file rejected",
+        file=path.name,
+        path=str(path),
+        table=table,
+        tracking_id=tracking_id,
+        load_type=kind[1].value,
+        reason=str(exc),
+        stage=exc.stage,
+        moved_to=str(moved),
+    )
     return status
 
 

@@ -88,6 +88,8 @@ class LoadContext:
     headers: tuple[str, ...]
     policy: TablePolicy
     check_cancel: CancelCheck | None = None
+    #: After each batch: (rows written so far, estimated rows or None); the CLI's progress bar.
+    on_progress: Callable[[int, int | None], None] | None = None
     extra_tracking: dict[str, Any] = field(default_factory=dict)
     rejects_path: Any = None
 
@@ -351,6 +353,8 @@ def _on_batch(conn: Connection, ctx: LoadContext, commits: bool) -> Callable[[in
         faults.hit("stage.batch")
         if ctx.check_cancel is not None:
             ctx.check_cancel(ctx.tracking_id)
+        if ctx.on_progress is not None:
+            ctx.on_progress(rows_done, estimated)
         if commits:
             # SQLite admits one writer: a new version is committed batch by batch, so that other
             # writers (other files' tracking rows, other daemons) are not kept waiting.

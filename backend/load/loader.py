@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ class LoadHooks:
     check_cancel: CancelCheck | None = None
     #: Extra values for the tracking row when the load publishes.
     extra_tracking: dict[str, Any] = field(default_factory=dict)
+    #: After each staged batch: (rows staged so far, estimated rows or None); the CLI progress bar.
+    on_progress: Callable[[int, int | None], None] | None = None
 
 
 def resolve_table(request: LoadRequest, max_length: int) -> str:
@@ -125,6 +128,7 @@ def load_file(
             headers=headers,
             policy=load_table_policy(settings.config_dir, table),
             check_cancel=hooks.check_cancel,
+            on_progress=hooks.on_progress,
             extra_tracking=dict(hooks.extra_tracking),
             rejects_path=rejects_file(settings, tracking_id, path.name),
         )
@@ -165,6 +169,10 @@ def load_file(
         batches=staged.batches,
         seconds=round(seconds, 3),
         outcome="loaded",
+        path=str(path),
+        load_type=request.load_type.value,
+        size=before.st_size,
+        backup_version=published.backup_version,
     )
     return LoadResult(
         tracking_id=tracking_id,

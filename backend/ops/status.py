@@ -1,26 +1,33 @@
-"""Operator views and actions on the tracking table: status, history, cancel (retry: `ops.retry`)."""
+"""Operator views and actions on the tracking table: status, cancel (history: `ops.history`,
+retry: `ops.retry`)."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from backend import tracking
+from backend.daemon import folders as lifecycle
 from backend.db.engine import Database
+from backend.ops.render import iso_utc, seconds_between
 
-
-def _iso(value: Any) -> Any:
-    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value
+#: The command an operator runs to put a refused file back (printed next to each error).
+RETRY_COMMAND = "refdata-monitor retry {id}"
 
 
 def db_status(db: Database, *, recent: int = 20) -> dict[str, Any]:
-    """In-flight loads with progress, the last results and the last errors, from the database."""
+    """In-flight loads with progress, the last results and the last errors, from the database.
+
+    Timestamps are ISO 8601 UTC (``...Z``); each error that left its file in an error/ folder
+    carries the exact `retry` command.
+    """
     t = db.catalog.tracking
     cols = (
         t.c.id,
         t.c.file_name,
+        t.c.file_size,
         t.c.table_name,
         t.c.load_type,
         t.c.status,
@@ -31,7 +38,9 @@ def db_status(db: Database, *, recent: int = 20) -> dict[str, Any]:
         t.c.owner,
         t.c.created_at,
         t.c.processed_at,
+        t.c.error_stage,
         t.c.error_message,
+        t.c.moved_to,
     )
     with db.read() as conn:
         in_flight = conn.execute(
@@ -62,52 +71,12 @@ def db_status(db: Database, *, recent: int = 20) -> dict[str, Any]:
 
 
 def _row(r: Any) -> dict[str, Any]:
-    return {k: _iso(v) for k, v in r._mapping.items()}
-
-
-def history(db: Database, table: str | None, limit: int = 20) -> list[dict[str, Any]]:
-    """Loads of one table (or all), newest first, with row-count and structure changes."""
-    t = db.catalog.tracking
-    query = (
-        sa.select(
-            t.c.id,
-            t.c.file_name,
-            t.c.table_name,
-            t.c.load_type,
-            t.c.status,
-            t.c.rows_loaded,
-            t.c.rows_rejected,
-            t.c.backup_version,
-            t.c.created_at,
-            t.c.processed_at,
-            t.c.error_message,
-            t.c.profile,
-        )
-        .order_by(t.c.id.desc())
-        .limit(limit)
-    )
-    if table:
-        query = query.where(t.c.table_name == table)
-    with db.read() as conn:
-        rows = [_row(r) for r in conn.execute(query)]
-    for row in rows:
-        profile = json.loads(row.pop("profile", None) or "{}")
-        row["fingerprint"] = profile.get("fingerprint")
-        # Recorded at load time, so the oldest load shown still compares with its predecessor.
-        row["previous_fingerprint"] = profile.get("previous_fingerprint")
-    # Show what changed against the previous successful load of the same table.
-    previous: dict[str, dict[str, Any]] = {}
-    for row in reversed(rows):
-        if row["status"] != "loaded":
-            continue
-        before = previous.get(row["table_name"])
-        if before is not None:
-            row["rows_change"] = (row["rows_loaded"] or 0) - (before["rows_loaded"] or 0)
-            row["previous_fingerprint"] = row["previous_fingerprint"] or before["fingerprint"]
-        if row["previous_fingerprint"] is not None and row["fingerprint"] is not None:
-            row["structure_changed"] = row["fingerprint"] != row["previous_fingerprint"]
-        previous[row["table_name"]] = row
-    return rows
+    row = {k: iso_utc(v) for k, v in r._mapping.items()}
+    row["seconds"] = seconds_between(r.created_at, r.processed_at)
+    moved = Path(r.moved_to) if r.moved_to else None
+    in_error = moved is not None and moved.parent.name == lifecycle.ERROR
+    row["retry_command"] = RETRY_COMMAND.format(id=r.id) if in_error and r.status == "error" else None
+    return row
 
 
 def request_cancel(db: Database, tracking_id: int) -> None:

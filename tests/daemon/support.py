@@ -91,7 +91,9 @@ class Daemon:
         return env
 
     def start(self) -> Daemon:
+        # What `init-db` would have made: the daemon refuses to start without its folders.
         self.dropoff.mkdir(parents=True, exist_ok=True)
+        (self.root / "data").mkdir(exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "--env-file", "/nonexistent/.env", "run"],

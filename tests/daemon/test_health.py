@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +25,7 @@ class Probes:
         self.ready: tuple[bool, dict[str, Any]] = summarize_checks({"database": (True, None)})
         self.status_body: dict[str, Any] = {"waiting_for_stability": [], "recent": []}
         self.metrics_body = b"# HELP refdata_queue_depth x\nrefdata_queue_depth 0.0\n"
+        self.page_html = "<!doctype html><title>status</title><p>ok</p>"
         self.fail_with: Exception | None = None
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
@@ -45,6 +48,11 @@ class Probes:
             raise self.fail_with
         return self.metrics_body
 
+    def page(self) -> str:
+        if self.fail_with:
+            raise self.fail_with
+        return self.page_html
+
 
 @pytest.fixture
 def probes() -> Probes:
@@ -60,6 +68,7 @@ def serve(probes: Probes, token: str | None) -> HealthServer:
         readiness=probes.readiness,
         status=probes.status,
         metrics=probes.metrics,
+        page=probes.page,
         poll_interval_seconds=0.01,
     )
 
@@ -163,10 +172,46 @@ class TestOtherEndpoints:
         probes.fail_with = None
         assert get(server, "/status")[0] == 200
 
-    @pytest.mark.parametrize("path", ["/", "/health", "/readyz/extra", "/../etc/passwd", "/metrics.txt"])
+    @pytest.mark.parametrize(
+        "path", ["/index.html", "/health", "/readyz/extra", "/../etc/passwd", "/metrics.txt"]
+    )
     def test_unknown_path_is_404(self, server: HealthServer, path: str) -> None:
-        """Anything but the four endpoints is 404."""
+        """Anything but the five endpoints is 404."""
         assert get(server, path)[0] == 404
+
+    def test_page_is_html_that_may_load_nothing_from_elsewhere(self, server: HealthServer) -> None:
+        """/ serves the status page as HTML with a policy forbidding scripts and other hosts."""
+        status, headers, body = get(server, "/")
+        assert status == 200
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        assert "default-src 'none'" in headers["content-security-policy"]
+        assert "script-src" not in headers["content-security-policy"]
+        assert body.startswith(b"<!doctype html>")
+
+    def test_without_a_page_the_root_is_404(self, probes: Probes) -> None:
+        """A server started without a page callable answers 404 at /."""
+        srv = start_health_server(
+            "127.0.0.1",
+            0,
+            token=None,
+            liveness=probes.liveness,
+            readiness=probes.readiness,
+            status=probes.status,
+            metrics=probes.metrics,
+            poll_interval_seconds=0.01,
+        )
+        try:
+            assert get(srv, "/")[0] == 404
+        finally:
+            srv.stop()
+
+    def test_failing_page_is_500(self, server: HealthServer, probes: Probes) -> None:
+        """A page that cannot be rendered answers 500 without its message, and the server keeps serving."""
+        probes.fail_with = ValueError("postgresql://admin:hunter2@db/ref")
+        status, _, body = get(server, "/")
+        assert status == 500 and b"hunter2" not in body
+        probes.fail_with = None
+        assert get(server, "/")[0] == 200
 
     def test_responses_are_not_cached(self, server: HealthServer) -> None:
         """Probes must never see a cached answer."""
@@ -174,7 +219,7 @@ class TestOtherEndpoints:
 
 
 class TestToken:
-    @pytest.mark.parametrize("path", ["/readyz", "/metrics", "/status"])
+    @pytest.mark.parametrize("path", ["/", "/readyz", "/metrics", "/status"])
     def test_missing_token_is_401(self, secured: HealthServer, path: str) -> None:
         """Without Authorization every protected path answers 401 with a Bearer challenge."""
         status, headers, body = get(secured, path)
@@ -191,7 +236,7 @@ class TestToken:
         assert status == 401
         assert TOKEN.encode() not in body
 
-    @pytest.mark.parametrize("path", ["/readyz", "/metrics", "/status"])
+    @pytest.mark.parametrize("path", ["/", "/readyz", "/metrics", "/status"])
     def test_right_token_is_accepted(self, secured: HealthServer, path: str) -> None:
         """The configured bearer token opens every protected path."""
         assert get(secured, path, {"Authorization": f"Bearer {TOKEN}"})[0] == 200
@@ -241,6 +286,32 @@ class TestLifecycle:
                 status=probes.status,
                 metrics=probes.metrics,
             )
+
+
+class TestIdleClients:
+    def test_hundreds_of_idle_and_vanishing_clients_leave_no_traceback(
+        self, server: HealthServer, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        """300 connections that send nothing, half a request or a request, then reset, print no traceback."""
+        socks = []
+        try:
+            for i in range(300):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                socks.append(sock)
+                if i % 3 == 0:
+                    sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+                elif i % 3 == 1:
+                    sock.sendall(b"GET /metr")
+            time.sleep(0.5)
+        finally:
+            for sock in socks:
+                # SO_LINGER 0: close with a reset, as a scanner or a killed client does.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+        time.sleep(1.0)
+        assert get(server, "/healthz")[0] == 200
+        err = capfd.readouterr().err
+        assert "Traceback" not in err and "BrokenPipeError" not in err and "ConnectionResetError" not in err
 
 
 class TestSummarizeChecks:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend import __version__
-from backend.daemon.metrics import OUTCOMES, Metrics
+from backend.daemon.metrics import COMMON_STAGES, OUTCOMES, Metrics
+from backend.daemon.settle import Outcome
+
+PROMTOOL = shutil.which("promtool")
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -36,9 +41,44 @@ class TestRender:
         ):
             assert values[(name, ())] == 0, name
 
-    def test_resident_memory_is_read_at_scrape_time(self) -> None:
-        """The process memory gauge is positive (psutil is asked on each render)."""
-        assert samples(Metrics())[("refdata_process_resident_memory_bytes", ())] > 1_000_000
+    def test_standard_process_and_platform_collectors_are_exported(self) -> None:
+        """prometheus_client's own process_*, python_info and python_gc_* series are there, no custom RSS."""
+        values = samples(Metrics())
+        assert values[("process_resident_memory_bytes", ())] > 1_000_000
+        assert ("process_start_time_seconds", ()) in values
+        assert any(name == "python_info" for name, _ in values)
+        assert any(name == "python_gc_objects_collected_total" for name, _ in values)
+        assert not any(name.startswith("refdata_process_") for name, _ in values)
+
+    def test_no_created_series(self) -> None:
+        """No *_created sample accompanies the counters and histograms."""
+        m = Metrics()
+        m.record_file("loaded", table="countries", rows=1, seconds=0.1, finished_at=1.0)
+        assert not [line for line in m.render().decode().splitlines() if "_created" in line]
+
+    def test_database_up_is_read_at_scrape_time(self) -> None:
+        """refdata_database_up follows the callable it watches: 1 while it answers, 0 when not."""
+        m = Metrics()
+        state = [True]
+        m.watch_database(lambda: state[0])
+        assert samples(m)[("refdata_database_up", ())] == 1
+        state[0] = False
+        assert samples(m)[("refdata_database_up", ())] == 0
+
+    @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
+    def test_promtool_accepts_the_exposition(self) -> None:
+        """promtool check metrics finds no problem (naming, units, help, types) in what /metrics serves."""
+        assert PROMTOOL is not None
+        m = Metrics()
+        m.watch_database(lambda: True)
+        m.record_file("loaded", table="countries", rows=3, seconds=1.0, finished_at=1_700_000_000.0)
+        m.record_file("error", table="countries", stage="detect")
+        m.record_retry("database")
+        result = subprocess.run(
+            [PROMTOOL, "check", "metrics"], input=m.render(), capture_output=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, (result.stdout + result.stderr).decode()
+        assert result.stdout + result.stderr == b""
 
     def test_build_info_carries_the_version(self) -> None:
         """refdata_build_info is 1 with the daemon's version as a label."""
@@ -104,9 +144,48 @@ class TestRecording:
         assert values[("refdata_watcher_restarts_total", ())] == 1
 
     def test_no_series_is_labelled_by_file(self) -> None:
-        """Only the outcome and build-info labels exist, whatever happened."""
+        """Only closed label sets exist (outcome, table, stage, build info), never a file name."""
         m = Metrics()
-        m.record_file("loaded", rows=1, seconds=0.1)
-        m.record_file("error")
-        labels = {name for (_n, pairs) in samples(m) for name, _v in pairs}
-        assert labels <= {"outcome", "le", "version", "python"}
+        m.record_file("loaded", table="countries", rows=1, seconds=0.1, finished_at=1.0)
+        m.record_file("error", table="countries", stage="detect")
+        labels = {name for (n, pairs) in samples(m) for name, _v in pairs if n.startswith("refdata_")}
+        assert labels <= {"outcome", "le", "version", "python", "table", "stage"}
+        assert not any("countries.csv" in value for (_n, pairs) in samples(m) for _k, value in pairs)
+
+
+class TestPerTable:
+    def test_loaded_file_moves_the_tables_freshness_rows_and_outcome(self) -> None:
+        """A load sets the table's last-success timestamp and last row count and counts its rows and file."""
+        m = Metrics()
+        m.record_file("loaded", table="countries", rows=250, seconds=1.0, finished_at=1_700_000_000.0)
+        m.record_file("loaded", table="countries", rows=240, seconds=1.0, finished_at=1_700_000_100.0)
+        m.record_file("duplicate", table="countries")
+        values = samples(m)
+        table = (("table", "countries"),)
+        assert values[("refdata_table_last_success_timestamp_seconds", table)] == 1_700_000_100.0
+        assert values[("refdata_table_last_load_rows", table)] == 240
+        assert values[("refdata_table_rows_loaded_total", table)] == 490
+        assert values[("refdata_table_files_total", (("outcome", "loaded"), *table))] == 2
+        assert values[("refdata_table_files_total", (("outcome", "duplicate"), *table))] == 1
+
+    def test_failures_are_counted_by_stage(self) -> None:
+        """Refused files and retries count under the stage that failed; common stages start at 0."""
+        m = Metrics()
+        for stage in COMMON_STAGES:
+            assert samples(m)[("refdata_failures_total", (("outcome", "error"), ("stage", stage)))] == 0
+        m.record_file("error", table="t", stage="validate")
+        m.record_file("cancelled", table="t", stage="cancel")
+        m.record_retry("database")
+        m.record_retry("database")
+        values = samples(m)
+        assert values[("refdata_failures_total", (("outcome", "error"), ("stage", "validate")))] == 1
+        assert values[("refdata_failures_total", (("outcome", "cancelled"), ("stage", "cancel")))] == 1
+        assert values[("refdata_failures_total", (("outcome", "retry"), ("stage", "database")))] == 2
+
+    def test_an_outcome_enum_is_labelled_by_its_value(self) -> None:
+        """settle passes Outcome members: the label is "error", not "Outcome.ERROR"."""
+        m = Metrics()
+        m.record_file(Outcome.ERROR, table="t", stage="detect")
+        values = samples(m)
+        assert values[("refdata_files_total", (("outcome", "error"),))] == 1
+        assert not any("Outcome." in v for (_n, pairs) in values for _k, v in pairs)

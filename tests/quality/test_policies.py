@@ -90,10 +90,10 @@ class TestRules:
     @pytest.mark.parametrize(
         "text,message",
         [
-            ("rulez: []\n", "unknown key(s) rulez"),
+            ("rulez: []\n", "unknown key 'rulez' (did you mean 'rules'?"),
             ("rules:\n  - {rule: not_nul, column: a}\n", "unknown rule 'not_nul'"),
             ("rules:\n  - {rule: not_null}\n", "needs 'column' or 'columns'"),
-            ("rules:\n  - {rule: not_null, column: a, colour: red}\n", "unknown key(s) colour"),
+            ("rules:\n  - {rule: not_null, column: a, colour: red}\n", "unknown key 'colour'"),
             ("rules:\n  - {rule: allowed, column: a, values: [NO, SE]}\n", "quote every allowed value"),
             ("rules:\n  - {rule: type, column: a, type: money}\n", "type must be one of"),
             ("rules:\n  - {rule: range, column: a, min: soon}\n", "neither a number nor an ISO date"),

@@ -165,9 +165,11 @@ class TestFingerprints:
         latest, middle, oldest = json.loads(out)
         assert (latest["rows_change"], latest["structure_changed"]) == (-2, True)
         assert (middle["rows_change"], middle["structure_changed"]) == (1, False)
-        assert "rows_change" not in oldest
+        assert oldest["rows_change"] is None
+        assert (latest["columns_added"], latest["columns_removed"]) == (["label"], [])
         code, out, _ = run_cli(["history", "codes", *url], capsys)
-        assert f"structure changed (was {first['fingerprint']})" in out
+        # The column's name, not a fingerprint: the operator must see what changed.
+        assert "+label" in out and first["fingerprint"] not in out
         code, out, _ = run_cli(["profile", "codes", *url], capsys)
         assert code == 0 and "structure changed" in out and "label: text" in out
         code, out, _ = run_cli(["profile", "codes", "--load", "1", "--json", *url], capsys)
