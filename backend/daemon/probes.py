@@ -85,7 +85,12 @@ def status_snapshot(rt: Runtime) -> dict[str, Any]:
     waiting = [
         {"file": str(p), "checks_done": done, "checks_needed": need} for p, done, need in rt.tracker.waiting()
     ]
-    snapshot: dict[str, Any] = {"daemon": tracking.OWNER, "waiting_for_stability": waiting, "recent": recent}
+    snapshot: dict[str, Any] = {
+        "daemon": tracking.OWNER,
+        "waiting_for_stability": waiting,
+        "held_by_configuration": rt.held_tables(),
+        "recent": recent,
+    }
     try:
         snapshot.update(db_status(rt.db))
     except IngestError as exc:

@@ -101,6 +101,8 @@ class Runtime:
     orphans: dict[int, str] = field(default_factory=dict)
     #: Files moved while the database could not record it: tracking id -> (new path, values).
     unrecorded_moves: dict[int, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    #: Tables whose policy file is invalid: table -> the error. Their files wait in the dropoff.
+    policy_errors: dict[str, str] = field(default_factory=dict)
 
     def remember(self, outcome: dict[str, Any]) -> None:
         """Keep one of the last 50 outcomes for /status."""
@@ -111,6 +113,20 @@ class Runtime:
     def recent_outcomes(self, count: int = 20) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.recent[:count])
+
+    def policy_problem(self, table: str, error: str | None) -> bool:
+        """Record whether `table`'s policy is invalid now; True when that changed."""
+        with self.lock:
+            before = self.policy_errors.get(table)
+            if error is None:
+                self.policy_errors.pop(table, None)
+            else:
+                self.policy_errors[table] = error
+            return before != error
+
+    def held_tables(self) -> dict[str, str]:
+        with self.lock:
+            return dict(self.policy_errors)
 
     def in_flight_ids(self) -> list[int]:
         with self.lock:

@@ -35,6 +35,7 @@ from backend.daemon.runtime import Runtime
 from backend.daemon.stability import ReadyFile
 from backend.errors import (
     CancelledError,
+    ConfigError,
     DatabaseUnavailableError,
     FileChangedError,
     FileRejectedError,
@@ -85,6 +86,9 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         sha256, size, mtime = claim.hash_file(path)
         table = table_name_from_file(path, db.adapter.max_identifier_length)
         structlog.contextvars.bind_contextvars(table=table)
+        if not policy_valid(rt, table):
+            rt.tracker.forget(path)  # looked at again after the next stability window
+            return Outcome.HELD
         request = LoadRequest(path=path, load_type=load_type, is_reference=is_reference, sha256=sha256)
         outcome = claim.claim(db, request, table, size, mtime)
         if isinstance(outcome, claim.HeldElsewhere):
@@ -179,6 +183,27 @@ def current_or_version(rt: Runtime, table: str, path: Path, mtime: float, load_t
         log.warning("older than the table's current file; loading it as a version only", file=path.name,
                     reason=verdict.reason)  # fmt: skip
     return verdict
+
+
+def policy_valid(rt: Runtime, table: str) -> bool:
+    """Whether `table`'s policy file reads; if not, its files wait (never sent to error/ as bad data).
+
+    A policy edited while the daemon runs can hold a typo; the files are fine. The problem is
+    logged once per change of the error, and shown by /status, until the file is fixed.
+    """
+    try:
+        load_table_policy(rt.settings.config_dir, table)
+    except ConfigError as exc:
+        if rt.policy_problem(table, str(exc)):
+            log.error(
+                "files of this table wait: its policy file is invalid; they load once it is fixed",
+                table=table,
+                error=str(exc),
+            )
+        return False
+    if rt.policy_problem(table, None):
+        log.info("policy file valid again; loading the table's files", table=table)
+    return True
 
 
 def reject_entry(rt: Runtime, path: Path, reason: str) -> Outcome:

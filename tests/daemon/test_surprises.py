@@ -123,6 +123,7 @@ class TestRetry:
     def test_retry_refuses_the_sidecar_and_moves_the_file_with_it(self, tmp_path: Path, db_url: str):
         """retry of a sidecar is refused (both stay put); retry of the file loads it, its sidecar along."""
         config = tmp_path / "config"
+        config.mkdir()  # CONFIG_DIR must exist (a typo in it is refused at start-up)
         d = Daemon(tmp_path, db_url, {"CONFIG_DIR": str(config)}).start()
         try:
             d.wait_healthy()
@@ -264,6 +265,7 @@ class TestOrder:
     def test_an_older_file_arriving_late_is_kept_as_a_version_only(self, tmp_path: Path, db_url: str):
         """A late older file goes to bkp only, the table keeps the newer; last_arrival lets it win."""
         config = tmp_path / "config"
+        config.mkdir()  # CONFIG_DIR must exist (a typo in it is refused at start-up)
         d = Daemon(tmp_path, db_url, {"CONFIG_DIR": str(config)}).start()
         try:
             d.wait_healthy()
