@@ -96,8 +96,9 @@ class TestSystemdUnit:
         assert writable == [
             "/opt/refdata-monitor/dropoff",
             "/opt/refdata-monitor/data",
-            "-/var/log/refdata-monitor",
         ]
+        # The LOG_FILE folder, created by systemd for the service's user.
+        assert service["LogsDirectory"] == ["refdata-monitor"]
 
     def test_stop_timeout_exceeds_the_daemons_grace_period(self) -> None:
         """systemd must not SIGKILL before the daemon's own shutdown grace (default 30 s) is over."""
