@@ -155,6 +155,7 @@ class TestCrashes:
         write_csv(path, [["code"], *([f"C{i}"] for i in range(5000))])
         with db.read() as conn:
             before = set(sa.inspect(conn).get_table_names(schema="bkp"))
+        (tmp_path / "config").mkdir(exist_ok=True)
         env_vars = {
             **os.environ,
             "DATABASE_URL": db_url,
