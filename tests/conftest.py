@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -444,6 +445,17 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """An empty database on each engine the suite always runs: SQLite and PostgreSQL."""
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def env(tmp_path: Path, db_url: str) -> Iterator[tuple[Any, Any]]:
+    """(settings, database) for one test: its own folders, the tables created, on each engine."""
+    from tests.support import make_settings, open_db
+
+    settings = make_settings(tmp_path, db_url)
+    db = open_db(settings)
+    yield settings, db
+    db.dispose()
 
 
 @pytest.fixture

@@ -9,15 +9,7 @@ import pytest
 from backend.errors import CancelledError
 from backend.load.loader import LoadHooks, load_file
 from backend.models import LoadRequest
-from tests.support import export_rows, make_settings, open_db, rows, write_csv
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
+from tests.support import export_rows, rows, write_csv
 
 
 class TestCancelUntilCommit:

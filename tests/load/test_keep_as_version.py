@@ -8,19 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from backend.load.loader import load_file
 from backend.models import LoadRequest
-from tests.support import export_rows, kept_versions, make_settings, open_db, rows, write_csv
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
+from tests.support import export_rows, kept_versions, rows, write_csv
 
 
 class TestKeepAsVersion:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,15 +12,6 @@ from backend.errors import RowError
 from backend.load.loader import load_file
 from backend.models import LoadRequest, RaggedPolicy, TypePolicy
 from tests.support import export_rows, make_settings, open_db
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
-
 
 RAGGED = "id,name,note\n1,a,x\n2,b\n3,c,y,extra,more\n4,d,z\n"
 

@@ -26,14 +26,6 @@ from tests.support import (
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
-
-
 def tracking_rows(db) -> list[dict]:
     t = db.catalog.tracking
     with db.read() as conn:

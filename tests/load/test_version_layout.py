@@ -18,17 +18,9 @@ from backend.load import versions
 from backend.load.loader import load_file
 from backend.models import LoadRequest
 from backend.tracking import versions as catalogue
-from tests.support import export_rows, kept_versions, make_settings, open_db, version_count, write_csv
+from tests.support import export_rows, kept_versions, version_count, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
 
 
 def load(db, settings, path: Path, rows: list[list[str]]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,14 +16,6 @@ from backend.ops.export import export_table
 from backend.ops.retention import prune_backups
 from backend.ops.status import request_cancel
 from tests.support import export_rows, kept_versions, make_settings, open_db, run_cli, write_csv
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
 
 
 def cli_env(monkeypatch, settings) -> None:
