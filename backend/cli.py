@@ -149,9 +149,12 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
     from backend.db import open_database
 
     created = args.created
+    from backend.load.versions import adopt_all
+
     db = open_database(settings)
     try:
         db.init_db()
+        adopted = adopt_all(db)
     finally:
         db.dispose()
     if args.json:
@@ -160,11 +163,14 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
                 "database": settings.masked_url,
                 "schemas": [settings.data_schema, settings.backup_schema],
                 "created": [str(p) for p in created],
+                "moved_to_version_layout": adopted,
             }
         )
         return EXIT_OK
     for path in created:
         print(f"created {path}")
+    for table in adopted:
+        print(f"moved {settings.data_schema}.{table} and its backups to the version layout")
     print(f"database ready: {settings.masked_url} (schemas {settings.data_schema}, {settings.backup_schema})")
     return EXIT_OK
 

@@ -211,6 +211,42 @@ def adopt_legacy(conn: Connection, db: Database, table: str) -> None:
     log.info("moved a table to the version layout", table=table, versions=len(numbers) + 1, columns=len(data))
 
 
+def adopt_all(db: Database) -> list[str]:
+    """`init-db`: move every table of an earlier release to the version layout now; returns them.
+
+    A loaded table is recognised by its ``_load_id`` column; the product's own tables and version
+    tables already in the catalogue are left alone.
+    """
+    catalog = db.catalog
+    own = {t.name for t in (catalog.tracking, catalog.events, catalog.reference_cfg, catalog.versions)}
+    with db.read() as conn:
+        inspector = sa.inspect(conn)
+        names = [
+            name
+            for name in inspector.get_table_names(schema=catalog.data_schema)
+            if name not in own
+            and any(c["name"] == "_load_id" for c in inspector.get_columns(name, schema=catalog.data_schema))
+        ]
+        # SQLite and SQL Server keep version tables beside the live one: those are not tables.
+        kept_here = {
+            v.object_name
+            for v in catalogue.all_versions(conn, db)
+            if v.object_schema == catalog.data_schema and v.state != CURRENT
+        }
+    adopted = []
+    for name in names:
+        if name in kept_here:
+            continue
+        with db.write() as conn:
+            if catalogue.current_version(conn, db, name) is not None and db.adapter.in_version_layout(
+                conn, catalog, name
+            ):
+                continue
+            adopt_legacy(conn, db, name)
+        adopted.append(name)
+    return adopted
+
+
 def drop_abandoned(conn: Connection, db: Database, table: str, version: int) -> None:
     """Drop the new version a failed load had started to fill (its table and catalogue entry)."""
     with conn.begin():

@@ -74,6 +74,11 @@ def versions_of(
     return _rows(conn, db, *where)
 
 
+def all_versions(conn: Connection, db: Database) -> list[VersionRow]:
+    """Every catalogued version of every table, dropped ones included."""
+    return _rows(conn, db)
+
+
 def current_version(conn: Connection, db: Database, table: str) -> VersionRow | None:
     v = db.catalog.versions
     found = _rows(conn, db, v.c.table_name == table, v.c.state == CURRENT)

@@ -82,50 +82,56 @@ class TestWhatLivesAroundTheTable:
                 conn.execute(sa.text(f"DROP ROLE {role}"))
 
 
+def make_legacy_rates(db) -> None:
+    """ref.rates as a plain table (CHF) and bkp.rates holding versions 1 (EUR) and 2 (USD, GBP) as
+    rows: the layout of the releases that copied rows to keep versions."""
+    meta = sa.MetaData()
+
+    def columns() -> list[sa.Column[object]]:
+        return [
+            sa.Column("code", sa.UnicodeText),
+            sa.Column("rate", sa.UnicodeText),
+            sa.Column("_load_id", sa.BigInteger),
+            sa.Column("_row_number", sa.BigInteger),
+            sa.Column("_loaded_at", sa.DateTime),
+            sa.Column("_load_type", sa.String(16)),
+        ]
+
+    live = sa.Table("rates", meta, *columns(), schema="ref")
+    bkp = sa.Table(
+        "rates",
+        meta,
+        *columns(),
+        sa.Column("_bkp_version", sa.Integer),
+        sa.Column("_bkp_load_id", sa.BigInteger),
+        sa.Column("_bkp_at", sa.DateTime),
+        schema="bkp",
+    )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with db.write() as conn:
+        meta.create_all(conn)
+        row = {"_loaded_at": now, "_load_type": "fullload"}
+        conn.execute(
+            sa.insert(live), [{"code": "CHF", "rate": "0.9", "_load_id": 3, "_row_number": 1, **row}]
+        )
+        conn.execute(
+            sa.insert(bkp),
+            [
+                {"code": "EUR", "rate": "1.0", "_load_id": 1, "_row_number": 1, "_bkp_version": 1, **row},
+                {"code": "USD", "rate": "1.1", "_load_id": 2, "_row_number": 1, "_bkp_version": 2, **row},
+                {"code": "GBP", "rate": "0.8", "_load_id": 2, "_row_number": 2, "_bkp_version": 2, **row},
+            ],
+        )
+    db.forget_table("ref", "rates")
+    db.forget_table("bkp", "rates")
+
+
 class TestLegacyLayout:
     def test_a_table_from_the_row_copy_release_keeps_every_version(self, env, tmp_path):
         """ref.<t> as a plain table and bkp.<t> holding versions 1 and 2 as rows (the layout of earlier
         releases): the next fullload migrates them to tables of their own and loses nothing."""
         settings, db = env
-        meta = sa.MetaData()
-
-        def columns() -> list[sa.Column[object]]:
-            return [
-                sa.Column("code", sa.UnicodeText),
-                sa.Column("rate", sa.UnicodeText),
-                sa.Column("_load_id", sa.BigInteger),
-                sa.Column("_row_number", sa.BigInteger),
-                sa.Column("_loaded_at", sa.DateTime),
-                sa.Column("_load_type", sa.String(16)),
-            ]
-
-        live = sa.Table("rates", meta, *columns(), schema="ref")
-        bkp = sa.Table(
-            "rates",
-            meta,
-            *columns(),
-            sa.Column("_bkp_version", sa.Integer),
-            sa.Column("_bkp_load_id", sa.BigInteger),
-            sa.Column("_bkp_at", sa.DateTime),
-            schema="bkp",
-        )
-        now = datetime.now(UTC).replace(tzinfo=None)
-        with db.write() as conn:
-            meta.create_all(conn)
-            row = {"_loaded_at": now, "_load_type": "fullload"}
-            conn.execute(
-                sa.insert(live), [{"code": "CHF", "rate": "0.9", "_load_id": 3, "_row_number": 1, **row}]
-            )
-            conn.execute(
-                sa.insert(bkp),
-                [
-                    {"code": "EUR", "rate": "1.0", "_load_id": 1, "_row_number": 1, "_bkp_version": 1, **row},
-                    {"code": "USD", "rate": "1.1", "_load_id": 2, "_row_number": 1, "_bkp_version": 2, **row},
-                    {"code": "GBP", "rate": "0.8", "_load_id": 2, "_row_number": 2, "_bkp_version": 2, **row},
-                ],
-            )
-        db.forget_table("ref", "rates")
-        db.forget_table("bkp", "rates")
+        make_legacy_rates(db)
 
         load(db, settings, tmp_path / "rates.csv", [["code", "rate"], ["JPY", "150"]])
 
@@ -135,6 +141,21 @@ class TestLegacyLayout:
         assert export_rows(db, "rates", version=3) == [["code", "rate"], ["CHF", "0.9"]]
         assert export_rows(db, "rates") == [["code", "rate"], ["JPY", "150"]]
         assert [version_count(db, "rates", v) for v in (1, 2, 3, 4)] == [1, 2, 1, 1]
+
+    def test_init_db_moves_old_tables_once_and_leaves_new_ones(self, env, tmp_path):
+        """`init-db` (adopt_all) migrates the old layout up front; run again, it finds nothing to do."""
+        settings, db = env
+        load(db, settings, tmp_path / "units.csv", [["unit"], ["kg"]])  # already in the new layout
+        load(db, settings, tmp_path / "units.csv", [["unit"], ["g"]])
+        make_legacy_rates(db)
+
+        assert versions.adopt_all(db) == ["rates"]
+        assert versions.adopt_all(db) == []
+        assert kept_versions(db, "rates") == [1, 2]
+        assert export_rows(db, "rates") == [["code", "rate"], ["CHF", "0.9"]]
+        assert export_rows(db, "rates", version=2) == [["code", "rate"], ["USD", "1.1"], ["GBP", "0.8"]]
+        assert kept_versions(db, "units") == [1]
+        assert export_rows(db, "units") == [["unit"], ["g"]]
 
 
 class TestCrashes:
