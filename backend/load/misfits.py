@@ -43,7 +43,9 @@ def settle_misfits(
         log.info("widening columns to text", file=request.path.name, table=plan.table, columns=list(misfits))
         return with_misfits(plan, list(misfits), widen=True)  # type: ignore[return-value]
     rows = sorted({row for m in misfits.values() for row, _ in m.examples})
-    lines = line_numbers(raw, detection, rows, decode_errors=db.settings.decode_errors)
+    # Only plain CSV is read again for line numbers; other formats name the row (issue 17).
+    plain = detection.format == "csv" and detection.compression is None
+    lines = line_numbers(raw, detection, rows, decode_errors=db.settings.decode_errors) if plain else {}
     header_of = dict(zip(plan.file_columns, headers, strict=False))
     schema = db.catalog.data_schema
     parts = []
