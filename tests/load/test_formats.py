@@ -144,7 +144,9 @@ def write_parquet(path: Path) -> Path:
         {
             "code": pa.array(["007", "010", "100"]),
             "amount": pa.array([0.1, 2.5, 42.0]),
-            "day": pa.array([datetime.date(2024, 1, 31), datetime.date(2023, 12, 1), datetime.date(2020, 2, 29)]),
+            "day": pa.array(
+                [datetime.date(2024, 1, 31), datetime.date(2023, 12, 1), datetime.date(2020, 2, 29)]
+            ),
             "note": pa.array(["first", None, "ünïcode, with comma"]),
         }
     )
@@ -237,7 +239,8 @@ class TestEveryFormat:
         assert export_rows(db, "codes") == EXPECTED + EXPECTED[1:]
 
     @pytest.mark.parametrize(
-        ("name", "writer"), [("codes.xlsx", write_xlsx), ("codes.ndjson", write_ndjson), ("codes.csv.gz", write_csv_gz)]
+        ("name", "writer"),
+        [("codes.xlsx", write_xlsx), ("codes.ndjson", write_ndjson), ("codes.csv.gz", write_csv_gz)],
     )
     def test_type_policy_infer_types_the_columns_and_exports_the_same_text(self, env, tmp_path, name, writer):
         """Under TYPE_POLICY=infer the values are typed and still export as the file's text."""

@@ -336,3 +336,31 @@ def modal_width(rows: Sequence[Sequence[str]]) -> int:
 def take(rows: Iterable[tuple[int, list[str]]], count: int) -> list[tuple[int, list[str]]]:
     """The first `count` rows."""
     return list(itertools.islice(rows, count))
+
+
+def detect_file(path: Path, settings: Settings, *, sheet: str | int | None = None) -> Detection:
+    """What `load` would find in `path`, whatever its format (for ``detect FILE``).
+
+    Raises:
+        FileRejectedError: as `load_file` would refuse the file at detection.
+    """
+    from backend.detection import detect
+    from backend.files import open_regular_file
+
+    with open_regular_file(path) as raw:
+        guess = sniff(path, raw)
+        if guess is None:
+            return detect(path, settings, source=raw)
+        return open_source(path, raw, settings, guess, sheet=sheet).detection
+
+
+def describe_format(detection: Detection) -> list[str]:
+    """Lines for ``detect``: the format and compression, a workbook's sheets, a name mismatch."""
+    shown = detection.format + (f", {detection.compression}-compressed" if detection.compression else "")
+    lines = [f"Format          {shown}"]
+    if detection.sheets:
+        others = ", ".join(repr(s) for s in detection.sheets)
+        lines.append(f"Sheet           {detection.sheet!r} of {len(detection.sheets)}: {others}")
+    if detection.format_mismatch:
+        lines.append(f"Name mismatch   {detection.format_mismatch}")
+    return lines

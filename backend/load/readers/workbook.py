@@ -85,7 +85,8 @@ def open_workbook(
         skip_rows=shape.skip_rows,
         skipped_lines=shape.skipped,
         column_types=sample_types([d for d in data if d is not None], header_width, settings),
-        sample_rows=0,  # rows per batch come from INGEST_BATCH_SIZE, not from a byte sample
+        sample_rows=len(data),
+        estimated_rows=len(data) if complete else None,  # a sheet announces no row count
         sheet=names[index],
         sheets=tuple(names),
     )
