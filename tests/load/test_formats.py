@@ -334,3 +334,55 @@ class TestHostile:
         path = write_zip(tmp_path / "codes.zip", {"a.csv": csv_bytes(), "b.csv": csv_bytes()})
         with pytest.raises(ArchiveLayoutError, match="exactly one"):
             load_file(db, settings, LoadRequest(path=path))
+
+
+class TestBeyondTheSample:
+    def test_a_compressed_csv_larger_than_the_sample_loads_every_row(self, tmp_path, sqlite_url):
+        """A .csv.gz far larger than SAMPLE_BYTES is detected from its head and tail and fully loaded."""
+        settings = make_settings(tmp_path, sqlite_url, sample_bytes=4096)
+        db = open_db(settings)
+        try:
+            rows = [["code", "amount"], *([f"{i:06d}", f"{i}.5"] for i in range(20_000))]
+            text = "".join(",".join(r) + "\n" for r in rows)
+            path = tmp_path / "codes.csv.xz"
+            import lzma
+
+            path.write_bytes(lzma.compress(text.encode("utf-8")))
+            result = load_file(db, settings, LoadRequest(path=path))
+            assert result.rows_loaded == 20_000
+            assert result.detection.estimated_rows is not None
+            assert 15_000 < result.detection.estimated_rows < 25_000
+            assert export_rows(db, "codes") == rows
+        finally:
+            db.dispose()
+
+    def test_nested_json_objects_become_dotted_columns(self, env, tmp_path):
+        """A nested object is flattened to address.city; an array stays JSON text."""
+        settings, db = env
+        path = tmp_path / "people.json"
+        path.write_text(
+            json.dumps([{"id": "01", "address": {"city": "Oslo"}, "tags": ["a", "b"]}, {"id": "02"}]),
+            encoding="utf-8",
+        )
+        load_file(db, settings, LoadRequest(path=path))
+        exported = export_rows(db, "people")
+        assert exported[0] == ["id", "address.city", "tags"]
+        assert exported[1][:2] == ["01", "Oslo"] and json.loads(exported[1][2]) == ["a", "b"]
+        assert exported[2] == ["02", "", ""]
+
+    def test_a_zip_bomb_is_refused_before_it_is_read(self, env, tmp_path):
+        """A zip member that inflates far beyond the ratio limit is refused as a bomb."""
+        settings, db = env
+        path = tmp_path / "codes.zip"
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+            archive.writestr("codes.csv", b"a,b\n" + b"0" * (64 * 1024 * 1024))
+        with pytest.raises(DecompressionBombError, match="decompression limits"):
+            load_file(db, settings, LoadRequest(path=path))
+
+    def test_a_workbook_inside_gzip_is_refused_with_the_reason(self, env, tmp_path):
+        """An .xlsx.gz is refused: a workbook needs random access and is compressed already."""
+        settings, db = env
+        path = tmp_path / "codes.xlsx.gz"
+        path.write_bytes(gzip.compress(write_xlsx(tmp_path / "real.xlsx").read_bytes()))
+        with pytest.raises(UnsupportedFormatError, match="random access"):
+            load_file(db, settings, LoadRequest(path=path))
