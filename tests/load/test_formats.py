@@ -386,3 +386,19 @@ class TestBeyondTheSample:
         path.write_bytes(gzip.compress(write_xlsx(tmp_path / "real.xlsx").read_bytes()))
         with pytest.raises(UnsupportedFormatError, match="random access"):
             load_file(db, settings, LoadRequest(path=path))
+
+
+class TestMisfits:
+    def test_a_value_that_does_not_fit_a_typed_column_is_refused_naming_it(self, env, tmp_path):
+        """An NDJSON append with text in an inferred date column is refused, naming the value."""
+        settings, db = env
+        load_file(
+            db,
+            settings,
+            LoadRequest(path=write_ndjson(tmp_path / "codes.ndjson"), type_policy=TypePolicy.INFER),
+        )
+        bad = tmp_path / "codes_more.ndjson"
+        bad.write_text(json.dumps({"code": "011", "amount": "1", "day": "soon", "note": "x"}) + "\n")
+        with pytest.raises(FileRejectedError, match="'soon'"):
+            load_file(db, settings, LoadRequest(path=bad, table="codes", load_type=LoadType.APPEND))
+        assert export_rows(db, "codes") == EXPECTED
