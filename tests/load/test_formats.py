@@ -399,6 +399,6 @@ class TestMisfits:
         )
         bad = tmp_path / "codes_more.ndjson"
         bad.write_text(json.dumps({"code": "011", "amount": "1", "day": "soon", "note": "x"}) + "\n")
-        with pytest.raises(FileRejectedError, match="'soon'"):
+        with pytest.raises(FileRejectedError, match="row 1, column 'day': 'soon'"):
             load_file(db, settings, LoadRequest(path=bad, table="codes", load_type=LoadType.APPEND))
         assert export_rows(db, "codes") == EXPECTED
