@@ -229,24 +229,28 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from backend.db.dialects import adapter_for
-    from backend.detection import detect
     from backend.detection.report import format_detection
     from backend.load.loader import header_names
+    from backend.load.readers.source import describe_format, detect_file
     from backend.naming import normalize_columns, table_name_from_file
+    from backend.policies import load_table_policy
 
     _existing_file(args.file)
-    detection = detect(args.file, settings)
     adapter = adapter_for(settings.url)
+    table = table_name_from_file(args.file, adapter.max_identifier_length)
+    # The table's `sheet:` policy picks the worksheet, as it does for `load`.
+    sheet = load_table_policy(settings.config_dir, table).sheet
+    detection = detect_file(args.file, settings, sheet=sheet)
     columns = normalize_columns(
         header_names(detection), adapter.max_identifier_length, adapter.reserved_column_names
     )
-    table = table_name_from_file(args.file, adapter.max_identifier_length)
     schema = _schema_report(settings, args.table, columns) if args.table else None
     if args.json:
         extra = {"schema_report": schema.to_dict()} if schema is not None else {}
         _print_json({**detection.to_dict(), "table": table, "columns": list(columns), **extra})
     else:
         print(f"Table: {settings.data_schema}.{table} (from the file name; see README, How a file travels)")
+        print("\n".join(describe_format(detection)))
         print(format_detection(detection, columns))
         if schema is not None:
             print(f"schema vs {settings.data_schema}.{schema.table}: {schema.describe()}")

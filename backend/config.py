@@ -30,7 +30,24 @@ from backend.models import RaggedPolicy, TypePolicy
 
 DEFAULT_CONFIG_DIR = Path("config")
 SETTINGS_FILE_NAME = "settings.yaml"
-DEFAULT_EXTENSIONS = (".csv", ".txt", ".tsv", ".psv")
+DEFAULT_EXTENSIONS = (
+    ".csv",
+    ".txt",
+    ".tsv",
+    ".psv",
+    ".xlsx",
+    ".xlsm",
+    ".xls",
+    ".json",
+    ".ndjson",
+    ".jsonl",
+    ".parquet",
+    ".gz",
+    ".bz2",
+    ".xz",
+    ".zst",
+    ".zip",
+)
 #: Longest duration any "..._seconds" or interval setting may have: a day. Anything longer is a
 #: typo, and `inf` (or 1e12) would make the loop's waits never end or overflow.
 MAX_SECONDS = 86_400.0
@@ -115,6 +132,18 @@ class Settings(BaseSettings):
         default="strict", description="Undecodable bytes: strict (file to error/) | replace (U+FFFD)."
     )
     sample_bytes: int = Field(default=1024 * 1024, ge=4096, description="Bytes read to detect the format.")
+    max_decompressed_bytes: int = Field(
+        default=50 * 1024**3,
+        ge=1024 * 1024,
+        description="Most bytes one compressed file may decompress to (decompression bombs stop here).",
+    )
+    max_compression_ratio: float = Field(
+        default=200.0,
+        gt=1,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Largest decompressed/compressed ratio, judged after the first 16 MiB.",
+    )
     date_order: Literal["auto", "dmy", "mdy", "ymd"] = Field(
         default="auto", description="Order of day, month and year in ambiguous dates: auto | dmy | mdy | ymd."
     )

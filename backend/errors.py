@@ -86,6 +86,58 @@ class RowError(FileRejectedError):
     stage = "stage"
 
 
+class FormatError(FileRejectedError):
+    """Family of refusals of a file beyond plain CSV (issue 17): its format, packaging or bytes."""
+
+    stage = "read"
+
+
+class UnsupportedFormatError(FormatError, DetectionError):
+    """The content is not a format we load (or not in this combination, e.g. xlsx inside gzip)."""
+
+    stage = "detect"
+
+
+class EncryptedFileError(FormatError):
+    """The file (or a member of the archive) is password protected."""
+
+    stage = "detect"
+
+
+class DecompressionBombError(FormatError):
+    """Decompressing produced more bytes, or a higher ratio, than the configured limits allow."""
+
+
+class TruncatedFileError(FormatError):
+    """The compressed stream or file ends before its end marker: the copy is incomplete."""
+
+
+class DamagedFileError(FormatError):
+    """The bytes do not decode in the format they claim to be (bad checksum, invalid data)."""
+
+
+class ArchiveLayoutError(FormatError):
+    """A zip holds no data file, several data files, or member names that escape the folder."""
+
+    stage = "detect"
+
+
+class SheetNotFoundError(FormatError):
+    """The requested worksheet does not exist in the workbook."""
+
+    stage = "detect"
+
+
+class UnsupportedColumnError(FormatError):
+    """A column's type has no exact text form (binary, lists, maps) and is refused."""
+
+
+class JsonShapeError(FormatError, RowError):
+    """A JSON document is not an array of objects, or an NDJSON line is not an object."""
+
+    stage = "read"
+
+
 class ValidationFailedError(FileRejectedError):
     """A data quality rule refused the staged data."""
 

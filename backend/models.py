@@ -201,6 +201,16 @@ class Detection:
     blocks: tuple[TableBlock, ...] = ()
     block: int | None = None
     last_line: int | None = None
+    #: What the bytes are (issue 17): ``csv``, ``xlsx``, ``xlsm``, ``xls``, ``json``, ``ndjson``
+    #: or ``parquet``, decided by content (`backend.load.readers.sniff`), not by the name.
+    format: str = "csv"
+    #: The compression layer around the data (``gzip``, ``zip``, ...), or None.
+    compression: str | None = None
+    #: Why the content contradicts the file name (the content wins), or None.
+    format_mismatch: str | None = None
+    #: A workbook's sheet that is loaded, and all its worksheet names.
+    sheet: str | None = None
+    sheets: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,6 +240,11 @@ class Detection:
             "blocks": [b.to_dict() for b in self.blocks],
             "block": self.block,
             "last_line": self.last_line,
+            "format": self.format,
+            "compression": self.compression,
+            "format_mismatch": self.format_mismatch,
+            "sheet": self.sheet,
+            "sheets": list(self.sheets),
         }
 
 

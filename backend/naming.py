@@ -73,6 +73,10 @@ def shorten(name: str, original: str, max_length: int) -> str:
     return name[: max_length - 9].rstrip("_") + "_" + digest
 
 
+_COMPRESSION_SUFFIX = r"(?<=.)\.(gz|gzip|bz2|xz|zst|zstd|zip)$"
+_FORMAT_SUFFIXES = r"(?<=.)(\.(csv|txt|tsv|tab|psv|dat|xlsx|xlsm|xls|json|ndjson|jsonl|parquet|pq))+$"
+
+
 def table_name_from_file(path: str | PurePath, max_length: int = 128) -> str:
     """Derive the target table's name from a file name (``Countries_2024-01-31.csv`` -> ``countries``).
 
@@ -80,8 +84,10 @@ def table_name_from_file(path: str | PurePath, max_length: int = 128) -> str:
     module docstring for the rules.
     """
     stem = PurePath(path).name
-    # Drop every extension-like suffix we accept (e.g. "x.csv", "x.csv.txt").
-    stem = re.sub(r"(\.(csv|txt|tsv|psv|dat))+$", "", stem, flags=re.IGNORECASE)
+    # Drop a compression suffix, then every format suffix we accept ("x.csv", "x.csv.txt",
+    # "countries.csv.gz" and "x.xlsx" alike, issue 17).
+    stem = re.sub(_COMPRESSION_SUFFIX, "", stem, flags=re.IGNORECASE) or stem
+    stem = re.sub(_FORMAT_SUFFIXES, "", stem, flags=re.IGNORECASE)
     if "." in stem:
         stem = stem.rsplit(".", 1)[0] or stem
     without_dates = _DATE_STAMP.sub("_", stem)

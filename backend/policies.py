@@ -97,6 +97,7 @@ _TOP_KEYS = frozenset(
         "rules",
         "validation",
         "sensitive",
+        "sheet",
     }
 )
 _VALIDATION_KEYS = frozenset({"procedure", "schema", "sql_file"})
@@ -153,6 +154,8 @@ class TablePolicy:
     #: Per-column actions; they win over `sensitive_action` and apply even to unflagged columns.
     sensitive_columns: dict[str, SensitiveAction] = field(default_factory=dict)
     source: Path | None = None
+    #: The worksheet a workbook loads from: its name or 0-based index (None: the first visible).
+    sheet: str | int | None = None
 
     def evolution_for(self, load_type: LoadType) -> SchemaEvolution:
         return self.evolution_fullload if load_type is LoadType.FULLLOAD else self.evolution_append
@@ -247,7 +250,17 @@ def _parse(data: dict[str, Any], table: str, path: Path, default_sql: Path) -> T
             for k, v in _mapping(sensitive.get("columns"), "columns").items()
         },
         source=path,
+        sheet=_sheet(data.get("sheet")),
     )
+
+
+def _sheet(value: Any) -> str | int | None:
+    # YAML reads `sheet: 2` as an int (an index) and `sheet: "2"` as a name; both are meant.
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError(f"sheet must be a sheet name or a 0-based index, not {value!r}")
 
 
 def _evolution(value: Any) -> tuple[SchemaEvolution, SchemaEvolution]:

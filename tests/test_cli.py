@@ -253,3 +253,19 @@ class TestProgress:
         assert proc.wait(30) == 0
         text = seen.decode("utf-8", "replace")
         assert "big.csv" in text and "60000/60000" in text.replace(",", "") and "rows" in text
+
+
+class TestDetectFormats:
+    def test_detect_names_the_format_and_the_sheets_of_a_workbook(self, ready, capsys):
+        """`detect` on an .xlsx prints its format, the sheet it reads and all sheet names."""
+        from tests.load.test_formats import HEADER, write_xlsx
+
+        path = write_xlsx(ready / "codes.xlsx", sheets=("Data", "Notes"))
+        code, out, _err = run_cli(["detect", str(path)], capsys)
+        assert code == 0
+        assert "Format          xlsx" in out
+        assert "'Data' of 2: 'Data', 'Notes'" in out
+        code, out, _err = run_cli(["detect", "--json", str(path)], capsys)
+        assert code == 0
+        data = json.loads(out)
+        assert (data["format"], data["sheets"], data["headers"]) == ("xlsx", ["Data", "Notes"], HEADER)

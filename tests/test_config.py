@@ -44,7 +44,8 @@ class TestDefaults:
         assert s.url == "sqlite:///data/refdata.db"
         assert (s.data_schema, s.backup_schema) == ("ref", "bkp")
         assert (s.monitor_interval, s.stability_checks) == (15.0, 6)
-        assert s.accepted_extensions == (".csv", ".txt", ".tsv", ".psv")
+        assert s.accepted_extensions[:4] == (".csv", ".txt", ".tsv", ".psv")
+        assert {".xlsx", ".json", ".parquet", ".gz", ".zip"} <= set(s.accepted_extensions)
 
 
 class TestPrecedence:

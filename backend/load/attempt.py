@@ -17,7 +17,7 @@ asks for one more attempt with the columns redefined or widened (`misfits.settle
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
@@ -32,7 +32,7 @@ from backend.db.engine import Database
 from backend.errors import EmptyFileError, SchemaMismatchError, ValidationFailedError
 from backend.load import versions
 from backend.load.convert import Checker
-from backend.load.csv_python import iter_rows, iter_runs
+from backend.load.csv_python import Run, iter_rows, iter_runs
 from backend.load.evolve import definition_of
 from backend.load.misfits import settle_misfits
 from backend.load.plan import (
@@ -47,7 +47,16 @@ from backend.load.plan import (
 from backend.load.publish import Published, Written, publish
 from backend.load.source import HashingReader, check_unchanged
 from backend.load.stage import column_stats, stream_records
-from backend.models import ColumnKind, ColumnType, Detection, LoadRequest, LoadType, StageResult, TypePolicy
+from backend.models import (
+    ColumnKind,
+    ColumnType,
+    Detection,
+    LoadRequest,
+    LoadType,
+    Record,
+    StageResult,
+    TypePolicy,
+)
 from backend.policies import TablePolicy
 from backend.quality.gate import check_staged, profile_staged, record_failure
 from backend.quality.profile import ProfileObserver
@@ -92,6 +101,9 @@ class LoadContext:
     on_progress: Callable[[int, int | None], None] | None = None
     extra_tracking: dict[str, Any] = field(default_factory=dict)
     rejects_path: Any = None
+    #: The file's rows for a format other than plain CSV (issue 17): given the stream to read
+    #: (hashed in `_write`), the same runs and records `iter_runs` yields. None: read as CSV.
+    records: Callable[[IO[bytes]], Iterable[Run | Record]] | None = None
 
     @property
     def type_policy(self) -> TypePolicy:
@@ -194,8 +206,15 @@ def _file_types(ctx: LoadContext, plan: SchemaPlan) -> dict[str, ColumnType]:
 
     tracker = TypeTracker(len(ctx.columns), date_order=ctx.settings.date_order)
     ctx.raw.seek(0)
-    for _number, _line, values in iter_rows(ctx.raw, ctx.detection, decode_errors=ctx.settings.decode_errors):
-        tracker.observe(values)
+    if ctx.records is not None:
+        for item in ctx.records(ctx.raw):
+            for values in item.rows if isinstance(item, Run) else (item.values,):
+                tracker.observe(values)
+    else:
+        for _number, _line, values in iter_rows(
+            ctx.raw, ctx.detection, decode_errors=ctx.settings.decode_errors
+        ):
+            tracker.observe(values)
     ctx.raw.seek(0)
     misfit_text = set(plan.misfits)
     return {
@@ -271,12 +290,16 @@ def _write(
     hashing = HashingReader(ctx.raw)
     ctx.raw.seek(0)
     batch_rows = _batch_rows(settings, ctx.detection)
-    records = iter_runs(
-        hashing,  # type: ignore[arg-type]  # reads like a binary file
-        ctx.detection,
-        width=len(ctx.columns),
-        size=batch_rows,
-        decode_errors=settings.decode_errors,
+    records = (
+        ctx.records(hashing)  # type: ignore[arg-type]  # reads like a binary file
+        if ctx.records is not None
+        else iter_runs(
+            hashing,  # type: ignore[arg-type]  # reads like a binary file
+            ctx.detection,
+            width=len(ctx.columns),
+            size=batch_rows,
+            decode_errors=settings.decode_errors,
+        )
     )
     commits = _commits_while_loading(ctx, version)
     on_batch = _on_batch(conn, ctx, commits)

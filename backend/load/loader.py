@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
@@ -41,7 +41,10 @@ from backend.files import open_regular_file
 from backend.load.attempt import Again, CancelCheck, LoadContext, attempt
 from backend.models import Detection, LoadRequest, LoadResult
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
-from backend.policies import load_table_policy
+from backend.policies import TablePolicy, load_table_policy
+
+if TYPE_CHECKING:
+    from backend.load.readers.source import FormatSource
 
 log = structlog.get_logger(__name__)
 
@@ -106,10 +109,13 @@ def load_file(
         bound = bound.bind(tracking_id=tracking_id, load_id=tracking_id)
         if before.st_size == 0:
             raise EmptyFileError("{path.name}: file is empty (0 bytes)", path=path)
-        # Detection reads the very file the loader opened (a path could be swapped for a symlink).
-        detection = detect(path, settings, source=raw)
-        headers = header_names(detection)
         table = resolve_table(request, db.adapter.max_identifier_length)
+        policy = load_table_policy(settings.config_dir, table)
+        # Detection reads the very file the loader opened (a path could be swapped for a symlink).
+        # The content decides the format (issue 17); plain text goes the CSV way as always.
+        source = _format_source(path, raw, settings, policy)
+        detection = detect(path, settings, source=raw) if source is None else source.detection
+        headers = header_names(detection)
         columns = normalize_columns(
             headers, db.adapter.max_identifier_length, db.adapter.reserved_column_names
         )
@@ -126,7 +132,8 @@ def load_file(
             table=table,
             columns=columns,
             headers=headers,
-            policy=load_table_policy(settings.config_dir, table),
+            policy=policy,
+            records=source.records if source is not None else None,
             check_cancel=hooks.check_cancel,
             on_progress=hooks.on_progress,
             extra_tracking=dict(hooks.extra_tracking),
@@ -164,6 +171,10 @@ def load_file(
     bound.info(
         "loaded",
         rows=published.rows_loaded,
+        format=detection.format,
+        compression=detection.compression,
+        format_mismatch=detection.format_mismatch,
+        sheet=detection.sheet,
         encoding=detection.encoding,
         delimiter=detection.delimiter,
         batches=staged.batches,
@@ -187,6 +198,16 @@ def load_file(
         detection=detection,
         warnings=detection.warnings,
     )
+
+
+def _format_source(path: Path, raw: Any, settings: Settings, policy: TablePolicy) -> FormatSource | None:
+    """The reader for a file that is not plain delimited text, or None for the CSV path."""
+    from backend.load.readers.source import open_source, sniff
+
+    guess = sniff(path, raw)
+    if guess is None:
+        return None
+    return open_source(path, raw, settings, guess, sheet=policy.sheet)
 
 
 def rejects_file(settings: Settings, tracking_id: int, file_name: str) -> Path:

@@ -43,13 +43,21 @@ def settle_misfits(
         log.info("widening columns to text", file=request.path.name, table=plan.table, columns=list(misfits))
         return with_misfits(plan, list(misfits), widen=True)  # type: ignore[return-value]
     rows = sorted({row for m in misfits.values() for row, _ in m.examples})
-    lines = line_numbers(raw, detection, rows, decode_errors=db.settings.decode_errors)
+    # Only plain CSV is read again for line numbers; other formats (a sheet, JSON, a compressed
+    # stream) name the data row by its position (issue 17).
+    plain = detection.format == "csv" and detection.compression is None
+    label = "line" if plain else "row"
+    lines = (
+        line_numbers(raw, detection, rows, decode_errors=db.settings.decode_errors)
+        if plain
+        else {r: r for r in rows}
+    )
     header_of = dict(zip(plan.file_columns, headers, strict=False))
     schema = db.catalog.data_schema
     parts = []
     for name, misfit in misfits.items():
         shown = [
-            f"line {lines.get(row, '?')} {redact(policy, name, value)!r}" for row, value in misfit.examples
+            f"{label} {lines.get(row, '?')} {redact(policy, name, value)!r}" for row, value in misfit.examples
         ]
         more = f" and {misfit.count - len(shown)} more" if misfit.count > len(shown) else ""
         parts.append(
@@ -59,7 +67,7 @@ def settle_misfits(
     first_row, first_value = next(iter(misfits.values())).examples[0]
     first = next(iter(misfits))
     raise RowError(
-        f"{request.path.name}: line {lines.get(first_row, '?')}, column {header_of.get(first, first)!r}: "
+        f"{request.path.name}: {label} {lines.get(first_row, '?')}, column {header_of.get(first, first)!r}: "
         f"{redact(policy, first, first_value)!r} does not fit; "
         + "; ".join(parts)
         + f". Nothing was loaded: fix the file, or set type_mismatch: widen_to_text in "

@@ -112,7 +112,7 @@ class TestIgnoreReason:
             ("a.csv.done", "marker"),
             ("a.OK", "marker"),
             ("a.csv.cancel", "marker"),
-            ("a.xlsx", "extension"),
+            ("a.docx", "extension"),
             ("csv", "extension"),
         ],
     )
@@ -135,7 +135,7 @@ class TestScan:
             "a.csv.done",
             "a.ok",
             "q.cancel",
-            "sheet.xlsx",
+            "slides.pptx",
             "README",
         ]
         for name in keep + skip:
@@ -228,14 +228,14 @@ class TestScan:
         """The warned set forgets paths that disappeared, so it never grows without bound."""
         warned: set[Path] = set()
         settings = make_settings(base)
-        (folder / "a.xlsx").write_text("x")
+        (folder / "a.docx").write_text("x")
         scan(base, settings, warned=warned)
-        (folder / "a.xlsx").unlink()
+        (folder / "a.docx").unlink()
         scan(base, settings, warned=warned)
         assert warned == set()
-        (folder / "a.xlsx").write_text("x")
+        (folder / "a.docx").write_text("x")
         scan(base, settings, warned=warned)
-        assert logs.paths() == [str(folder / "a.xlsx")] * 2
+        assert logs.paths() == [str(folder / "a.docx")] * 2
 
     def test_missing_drop_folder_is_reported_not_raised(self, base: Path, logs: RecordingLog) -> None:
         """A deleted drop folder is logged; the other folders are still scanned."""

@@ -146,19 +146,30 @@ def hostile_set(c: Campaign, scale: dict[str, int]) -> tuple[list[Drop], set[str
             "ref", "fullload", "bad_utf8.csv", b"id,name\n" + bad, expect="error", reason="cannot be decoded"
         )
     )
-    # Archives renamed .csv.
+    # Archives renamed .csv: the content decides (issue 17). A zip of one CSV loads that CSV; a
+    # workbook package without a readable workbook part is refused as a damaged workbook.
     add(
         c.drop_bytes(
             "ref",
             "fullload",
             "archive.csv",
             zip_bytes({"data.csv": b"a,b\n1,2\n"}),
-            expect="error",
-            reason="ZIP",
+            expect="loaded",
+            rows=[["1", "2"]],
         )
     )
     xlsx = zip_bytes({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"})
-    add(c.drop_bytes("ref", "fullload", "sheet.csv", xlsx, expect="error", reason="ZIP"))
+    add(c.drop_bytes("ref", "fullload", "sheet.csv", xlsx, expect="error", reason="Excel workbook"))
+    add(
+        c.drop_bytes(
+            "ref",
+            "fullload",
+            "two.zip",
+            zip_bytes({"a.csv": b"a\n1\n", "b.csv": b"a\n2\n"}),
+            expect="error",
+            reason="exactly one data file",
+        )
+    )
     # Names with "..", a leading dash, a newline, control characters: loaded under safe table names.
     for name in ("a..b.csv", "-rf.csv", "new\nline.csv", "bell\x07\x1b[31mred.csv"):
         rows = [[name.encode("unicode_escape").decode()]]

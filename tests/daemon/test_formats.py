@@ -1,0 +1,53 @@
+"""The real daemon loads a workbook and a compressed CSV dropped next to each other (issue 17)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.support import Daemon, data_files, query, wait_for
+from tests.load.test_formats import EXPECTED, write_csv_gz, write_xlsx
+
+pytestmark = pytest.mark.daemon
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, db_url: str):
+    d = Daemon(tmp_path, db_url)
+    yield d
+    if d.alive():
+        d.terminate()
+
+
+def place(writer, folder: Path, name: str) -> Path:
+    """Write with the format's own tool under a hidden name, then rename into the drop folder."""
+    hidden = writer(folder / f".{name}.part")
+    target = folder / name
+    os.replace(hidden, target)
+    return target
+
+
+class TestFormatsThroughTheDaemon:
+    def test_an_xlsx_and_a_csv_gz_are_loaded_and_moved_to_processed(self, daemon: Daemon):
+        """Both files end in processed/ and their tables hold the cells as written."""
+        daemon.start().wait_healthy()
+        folder = daemon.folder("ref", "fullload")
+        place(write_xlsx, folder, "codes.xlsx")
+        place(write_csv_gz, folder, "rates.csv.gz")
+        wait_for(lambda: len(data_files(folder, "processed")) == 2, 60, what="both files in processed/")
+        names = sorted(p.name.split("_", 2)[-1] for p in data_files(folder, "processed"))
+        assert names == ["codes.xlsx", "rates.csv.gz"]
+        assert not data_files(folder, "error")
+        for table in ("codes", "rates"):
+            rows = query(
+                daemon.url,
+                daemon.root,
+                f"SELECT code, amount, day, note FROM ref.{table} ORDER BY _row_number",
+            )
+            assert [[v or "" for v in r] for r in rows] == EXPECTED[1:]
+        track = query(
+            daemon.url, daemon.root, 'SELECT status, rows_loaded FROM ref."File_Monitor_Tracking" ORDER BY id'
+        )
+        assert [tuple(t) for t in track] == [("loaded", 3), ("loaded", 3)]
