@@ -39,6 +39,7 @@ from backend.errors import (
 )
 from backend.files import open_regular_file
 from backend.load.attempt import Again, CancelCheck, LoadContext, attempt
+from backend.load.stacked import write_other_blocks
 from backend.models import Detection, LoadRequest, LoadResult
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
 from backend.policies import load_table_policy
@@ -106,10 +107,19 @@ def load_file(
         bound = bound.bind(tracking_id=tracking_id, load_id=tracking_id)
         if before.st_size == 0:
             raise EmptyFileError("{path.name}: file is empty (0 bytes)", path=path)
-        # Detection reads the very file the loader opened (a path could be swapped for a symlink).
-        detection = detect(path, settings, source=raw)
-        headers = header_names(detection)
         table = resolve_table(request, db.adapter.max_identifier_length)
+        policy = load_table_policy(settings.config_dir, table)
+        # Detection reads the very file the loader opened (a path could be swapped for a symlink).
+        # The operator's flag wins over the table's policy (issue 16: header, trailer, stacked).
+        detection = detect(
+            path,
+            settings,
+            source=raw,
+            header=request.header if request.header is not None else policy.header,
+            trailer_detection=policy.trailer_detection,
+            stacked_tables=policy.stacked_tables,
+        )
+        headers = header_names(detection)
         columns = normalize_columns(
             headers, db.adapter.max_identifier_length, db.adapter.reserved_column_names
         )
@@ -126,7 +136,7 @@ def load_file(
             table=table,
             columns=columns,
             headers=headers,
-            policy=load_table_policy(settings.config_dir, table),
+            policy=policy,
             check_cancel=hooks.check_cancel,
             on_progress=hooks.on_progress,
             extra_tracking=dict(hooks.extra_tracking),
@@ -158,6 +168,13 @@ def load_file(
         if error is exc:
             raise
         raise error from exc
+    rejects = rejects_file(settings, tracking_id, path.name)
+    try:
+        block_records = write_other_blocks(raw, detection, rejects, decode_errors=settings.decode_errors)
+    except (OSError, IngestError) as exc:
+        # The load is committed: a rejects file that cannot be written must not undo it.
+        block_records = 0
+        bound.warning("could not write the other stacked tables to the rejects file", error=str(exc))
     raw.close()
     seconds = time.monotonic() - started
     staged, published = outcome.staged, outcome.published
@@ -186,6 +203,8 @@ def load_file(
         backup_version=published.backup_version,
         detection=detection,
         warnings=detection.warnings,
+        block_records_rejected=block_records,
+        rejects_path=rejects if rejects.exists() else None,
     )
 
 
