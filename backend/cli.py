@@ -241,14 +241,23 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from backend.detection.report import format_detection
     from backend.load.loader import header_names
     from backend.naming import normalize_columns, table_name_from_file
+    from backend.policies import load_table_policy
 
     _existing_file(args.file)
-    detection = detect(args.file, settings)
     adapter = adapter_for(settings.url)
+    table = table_name_from_file(args.file, adapter.max_identifier_length)
+    # The table's policy reads the file as `load` would (forced header, trailer, stacked tables).
+    policy = load_table_policy(settings.config_dir, table)
+    detection = detect(
+        args.file,
+        settings,
+        header=args.header if args.header is not None else policy.header,
+        trailer_detection=policy.trailer_detection,
+        stacked_tables=policy.stacked_tables,
+    )
     columns = normalize_columns(
         header_names(detection), adapter.max_identifier_length, adapter.reserved_column_names
     )
-    table = table_name_from_file(args.file, adapter.max_identifier_length)
     schema = _schema_report(settings, args.table, columns) if args.table else None
     if args.json:
         extra = {"schema_report": schema.to_dict()} if schema is not None else {}

@@ -224,6 +224,18 @@ def build_parser(on_error: Callable[[str], None] | None = None) -> argparse.Argu
     det = command("detect")
     det.add_argument("file", type=Path, help="the file to look at (nothing is loaded)")
     det.add_argument("--table", default=None, help="also compare the file's columns with this existing table")
+    det_head = det.add_mutually_exclusive_group()
+    det_head.add_argument(
+        "--header",
+        dest="header",
+        action="store_const",
+        const=True,
+        default=None,
+        help="read the first table row as the header, as `load --header` would",
+    )
+    det_head.add_argument(
+        "--no-header", dest="header", action="store_const", const=False, help="read every row as data"
+    )
 
     exp = command("export")
     exp.add_argument("table", help="the table to export")

@@ -89,3 +89,16 @@ class TestDetectOutput:
         assert code == 0, err
         assert "Skipped above the header:" in out and "Riverside Council" in out
         assert "Dropped: 1 empty trailing field per row" in out
+
+    def test_detect_reads_the_file_as_the_tables_policy_says(self, workdir: Path, capsys):
+        """`detect` applies the table policy (stacked tables listed, one read) and honours --no-header."""
+        (workdir / "config" / "tables").mkdir(parents=True)
+        (workdir / "config" / "tables" / "stores.yaml").write_text("stacked_tables: largest\n")
+        (workdir / "stores.csv").write_text(STACKED)
+        code, out, err = run_cli(["detect", "stores.csv"], capsys)
+        assert code == 0, err
+        assert "Stacked tables:" in out and "2. lines 5-8 (4 columns), 3 rows  (read)" in out
+        (workdir / "ccy.csv").write_text("EUR,Euro\nUSD,Dollar\nGBP,Pound\n")
+        code, out, err = run_cli(["detect", "ccy.csv", "--no-header"], capsys)
+        assert code == 0, err
+        assert "(names generated) (forced)" in out
