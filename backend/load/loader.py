@@ -171,6 +171,8 @@ def load_file(
     rejects = rejects_file(settings, tracking_id, path.name)
     try:
         block_records = write_other_blocks(raw, detection, rejects, decode_errors=settings.decode_errors)
+        if block_records:
+            tracking.event(db, tracking_id, "stacked_tables_rejected", {"records": block_records})
     except (OSError, IngestError) as exc:
         # The load is committed: a rejects file that cannot be written must not undo it.
         block_records = 0

@@ -147,6 +147,14 @@ class TestStackedTables:
         assert rejected[0] == ["line", "fields"]
         assert rejected[1] == ["5", "Store", "Region", "Staff", "Revenue"] and rejected[-1][0] == "8"
         assert any("loaded table 1" in n and "4 records" in n for n in load_notes(result))
+        e = db.catalog.events
+        with db.read() as conn:
+            details = conn.execute(
+                sa.select(e.c.details).where(
+                    e.c.tracking_id == result.tracking_id, e.c.event == "stacked_tables_rejected"
+                )
+            ).scalar_one()
+        assert json.loads(details) == {"records": 4}
 
     def test_largest_loads_the_detail_block(self, env, tmp_path):
         """stacked_tables: largest loads the block with most rows; the summary goes to the rejects."""
