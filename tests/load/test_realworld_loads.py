@@ -91,7 +91,27 @@ class TestHeaderChoice:
         path = write(tmp_path, "ccy.csv", "EUR,Euro\nUSD,Dollar\nGBP,Pound\n")
         assert load_file(db, settings, LoadRequest(path=path, header=True)).rows_loaded == 2
 
-    @pytest.mark.parametrize("text", ["header: no\n", "header: maybe\n", "trailer_detection: 'off'\n"])
+    @pytest.mark.parametrize(
+        "text,expected",
+        [
+            ("", (None, True, None)),
+            ("header: present\n", (True, True, None)),
+            (
+                "header: absent\ntrailer_detection: false\nstacked_tables: largest\n",
+                (False, False, "largest"),
+            ),
+        ],
+    )
+    def test_layout_keys_parse(self, env, text, expected):
+        """header, trailer_detection and stacked_tables read as the values detect() takes."""
+        settings, _ = env
+        policy(settings, "t", text)
+        parsed = load_table_policy(settings.config_dir, "t")
+        assert (parsed.header, parsed.trailer_detection, parsed.stacked_tables) == expected
+
+    @pytest.mark.parametrize(
+        "text", ["header: no\n", "header: maybe\n", "trailer_detection: 'off'\n", "stacked_tables: all\n"]
+    )
     def test_unclear_policy_values_are_refused(self, env, text):
         """A YAML boolean or an unknown word for header/trailer_detection is a ConfigError."""
         settings, _ = env
