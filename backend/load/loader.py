@@ -169,14 +169,14 @@ def load_file(
             raise
         raise error from exc
     rejects = rejects_file(settings, tracking_id, path.name)
+    block_records = 0
     try:
         block_records = write_other_blocks(raw, detection, rejects, decode_errors=settings.decode_errors)
         if block_records:
             tracking.event(db, tracking_id, "stacked_tables_rejected", {"records": block_records})
     except (OSError, IngestError) as exc:
-        # The load is committed: a rejects file that cannot be written must not undo it.
-        block_records = 0
-        bound.warning("could not write the other stacked tables to the rejects file", error=str(exc))
+        # The load is committed: a rejects file (or its event) that fails must not undo it.
+        bound.warning("could not record the other stacked tables' records", error=str(exc))
     raw.close()
     seconds = time.monotonic() - started
     staged, published = outcome.staged, outcome.published
