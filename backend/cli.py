@@ -177,6 +177,7 @@ def cmd_init_db(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from backend.load.loader import LoadHooks, load_file
+    from backend.load.stacked import load_notes
     from backend.models import LoadRequest, LoadType, RaggedPolicy, TypePolicy
     from backend.ops.progress import progress_bar
 
@@ -195,11 +196,13 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
                     ragged_rows=RaggedPolicy(args.ragged_rows) if args.ragged_rows else None,
                     type_policy=TypePolicy(args.types) if args.types else None,
                     allow_empty_fullload=args.allow_empty,
+                    header=args.header,
                 ),
                 LoadHooks(on_progress=on_progress),
             )
     finally:
         db.dispose()
+    notes = load_notes(result)
     summary = {
         "tracking_id": result.tracking_id,
         "table": f"{settings.data_schema}.{result.table}",
@@ -211,6 +214,13 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
         "seconds": round(result.seconds, 3),
         "encoding": result.detection.encoding,
         "delimiter": result.detection.delimiter,
+        "header_rows": result.detection.header_rows,
+        "trailer_lines": [s.to_dict() for s in result.detection.trailer_lines],
+        "blocks": [b.to_dict() for b in result.detection.blocks],
+        "block": result.detection.block,
+        "block_records_rejected": result.block_records_rejected,
+        "rejects_file": str(result.rejects_path) if result.rejects_path else None,
+        "notes": notes,
     }
     if args.json:
         print(json.dumps(summary))
@@ -224,6 +234,10 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
         f"loaded {result.rows_loaded} rows into {summary['table']} ({result.load_type.value}, "
         f"load id {result.tracking_id}{kept}) in {result.seconds:.2f}s"
     )
+    for note in notes:
+        print(f"  {note}")
+    if result.rejects_path:
+        print(f"  rejected records: {result.rejects_path}")
     return EXIT_OK
 
 
@@ -238,9 +252,16 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     _existing_file(args.file)
     adapter = adapter_for(settings.url)
     table = table_name_from_file(args.file, adapter.max_identifier_length)
-    # The table's `sheet:` policy picks the worksheet, as it does for `load`.
-    sheet = load_table_policy(settings.config_dir, table).sheet
-    detection = detect_file(args.file, settings, sheet=sheet)
+    # The table's policy reads the file as `load` would (sheet, forced header, trailer, stacked tables).
+    policy = load_table_policy(settings.config_dir, table)
+    detection = detect_file(
+        args.file,
+        settings,
+        sheet=policy.sheet,
+        header=args.header if args.header is not None else policy.header,
+        trailer_detection=policy.trailer_detection,
+        stacked_tables=policy.stacked_tables,
+    )
     columns = normalize_columns(
         header_names(detection), adapter.max_identifier_length, adapter.reserved_column_names
     )
@@ -290,10 +311,14 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     db = _db(settings)
     try:
         if args.out is None:
-            export_table(db, args.table, sys.stdout, version=args.version, sql_names=args.sql_names)
+            export_table(
+                db, args.table, sys.stdout, version=args.version, sql_names=args.sql_names, names=args.names
+            )
             return EXIT_OK
         with args.out.open("w", encoding="utf-8", newline="") as out:
-            count = export_table(db, args.table, out, version=args.version, sql_names=args.sql_names)
+            count = export_table(
+                db, args.table, out, version=args.version, sql_names=args.sql_names, names=args.names
+            )
     finally:
         db.dispose()
     if args.json:

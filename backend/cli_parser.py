@@ -203,16 +203,51 @@ def build_parser(on_error: Callable[[str], None] | None = None) -> argparse.Argu
     load.add_argument(
         "--allow-empty", action="store_true", help="allow a header-only fullload (it empties the table)"
     )
+    head = load.add_mutually_exclusive_group()
+    head.add_argument(
+        "--header",
+        dest="header",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the file's first table row is its header, whatever it looks like (e.g. ISO,Country)",
+    )
+    head.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_const",
+        const=False,
+        help="the file has no header: every row is data (columns column_1..N); "
+        "default: the table's policy header:, else detected",
+    )
 
     det = command("detect")
     det.add_argument("file", type=Path, help="the file to look at (nothing is loaded)")
     det.add_argument("--table", default=None, help="also compare the file's columns with this existing table")
+    det_head = det.add_mutually_exclusive_group()
+    det_head.add_argument(
+        "--header",
+        dest="header",
+        action="store_const",
+        const=True,
+        default=None,
+        help="read the first table row as the header, as `load --header` would",
+    )
+    det_head.add_argument(
+        "--no-header", dest="header", action="store_const", const=False, help="read every row as data"
+    )
 
     exp = command("export")
     exp.add_argument("table", help="the table to export")
     exp.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")
     exp.add_argument("--version", type=int, default=None, metavar="N", help="export bkp version N instead")
     exp.add_argument("--sql-names", action="store_true", help="header with the normalised SQL column names")
+    exp.add_argument(
+        "--names",
+        action="store_true",
+        help="a table loaded from a file without a header: write its column names as a header line "
+        "(by default there is none, as in the file)",
+    )
 
     res = command("restore")
     res.add_argument("table", help="the table to restore")

@@ -278,6 +278,8 @@ class LoadRequest:
     #: A fullload replaces the table's rows; False keeps them as a bkp version only, the live
     #: table untouched (an older file that arrived after a newer one: `daemon.order`).
     make_current: bool = True
+    #: ``load --header`` (True) / ``--no-header`` (False); None: the table's policy, else detect.
+    header: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,3 +327,7 @@ class LoadResult:
     detection: Detection
     status: str = "loaded"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: Records of the other stacked tables written to `rejects_path` (``stacked_tables:``).
+    block_records_rejected: int = 0
+    #: The rejects file this load wrote (None: it wrote none).
+    rejects_path: Path | None = None

@@ -98,8 +98,15 @@ _TOP_KEYS = frozenset(
         "validation",
         "sensitive",
         "sheet",
+        "header",
+        "trailer_detection",
+        "stacked_tables",
     }
 )
+#: ``header:`` values and what `detect(header=...)` gets for each (issue 16, item 8).
+HEADER_CHOICES: dict[str, bool | None] = {"auto": None, "present": True, "absent": False}
+#: ``stacked_tables:`` values (None: a file of several stacked tables is refused).
+STACKED_TABLES_CHOICES = ("first", "largest")
 _VALIDATION_KEYS = frozenset({"procedure", "schema", "sql_file"})
 _SENSITIVE_KEYS = frozenset({"detect", "action", "columns"})
 
@@ -153,6 +160,12 @@ class TablePolicy:
     sensitive_action: SensitiveAction = SensitiveAction.FLAG
     #: Per-column actions; they win over `sensitive_action` and apply even to unflagged columns.
     sensitive_columns: dict[str, SensitiveAction] = field(default_factory=dict)
+    #: The file's first table row is its header (True), there is none (False), or detect (None).
+    header: bool | None = None
+    #: False: no row at the end of a file is ever dropped as a trailer (issue 16, item 9).
+    trailer_detection: bool = True
+    #: ``first`` / ``largest``: load that one of several stacked tables; None: refuse the file.
+    stacked_tables: str | None = None
     source: Path | None = None
     #: The worksheet a workbook loads from: its name or 0-based index (None: the first visible).
     sheet: str | int | None = None
@@ -249,6 +262,9 @@ def _parse(data: dict[str, Any], table: str, path: Path, default_sql: Path) -> T
             column_name(k): SensitiveAction(v)
             for k, v in _mapping(sensitive.get("columns"), "columns").items()
         },
+        header=_choice(data, "header", HEADER_CHOICES, "auto"),
+        trailer_detection=_flag(data, "trailer_detection"),
+        stacked_tables=_choice(data, "stacked_tables", {c: c for c in STACKED_TABLES_CHOICES}, None),
         source=path,
         sheet=_sheet(data.get("sheet")),
     )
@@ -350,6 +366,23 @@ def _allowed(values: Any, where: str) -> frozenset[str]:
         # YAML 1.1 reads NO, Yes, off, ~ as booleans/null: Norway's code would become False.
         raise ValueError(f"{where}: quote every allowed value (YAML reads NO/yes/on/~ as booleans or null)")
     return frozenset(str(v) for v in values)
+
+
+def _choice(data: dict[str, Any], key: str, choices: dict[str, Any], default: str | None) -> Any:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    # YAML reads a bare `no`/`off` as False: ask for the word rather than guess what was meant.
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+    return choices[value]
+
+
+def _flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, True)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, not {value!r}")
+    return value
 
 
 def _float(value: Any) -> float | None:

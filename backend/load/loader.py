@@ -39,6 +39,7 @@ from backend.errors import (
 )
 from backend.files import open_regular_file
 from backend.load.attempt import Again, CancelCheck, LoadContext, attempt
+from backend.load.stacked import write_other_blocks
 from backend.models import Detection, LoadRequest, LoadResult
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file
 from backend.policies import TablePolicy, load_table_policy
@@ -112,9 +113,22 @@ def load_file(
         table = resolve_table(request, db.adapter.max_identifier_length)
         policy = load_table_policy(settings.config_dir, table)
         # Detection reads the very file the loader opened (a path could be swapped for a symlink).
-        # The content decides the format (issue 17); plain text goes the CSV way as always.
+        # The content decides the format (issue 17); plain text goes the CSV way as always, read
+        # as the operator's flag or else the table's policy says (issue 16: header, trailer,
+        # stacked tables).
         source = _format_source(path, raw, settings, policy)
-        detection = detect(path, settings, source=raw) if source is None else source.detection
+        detection = (
+            detect(
+                path,
+                settings,
+                source=raw,
+                header=request.header if request.header is not None else policy.header,
+                trailer_detection=policy.trailer_detection,
+                stacked_tables=policy.stacked_tables,
+            )
+            if source is None
+            else source.detection
+        )
         headers = header_names(detection)
         columns = normalize_columns(
             headers, db.adapter.max_identifier_length, db.adapter.reserved_column_names
@@ -165,6 +179,15 @@ def load_file(
         if error is exc:
             raise
         raise error from exc
+    rejects = rejects_file(settings, tracking_id, path.name)
+    block_records = 0
+    try:
+        block_records = write_other_blocks(raw, detection, rejects, decode_errors=settings.decode_errors)
+        if block_records:
+            tracking.event(db, tracking_id, "stacked_tables_rejected", {"records": block_records})
+    except (OSError, IngestError) as exc:
+        # The load is committed: a rejects file (or its event) that fails must not undo it.
+        bound.warning("could not record the other stacked tables' records", error=str(exc))
     raw.close()
     seconds = time.monotonic() - started
     staged, published = outcome.staged, outcome.published
@@ -197,6 +220,8 @@ def load_file(
         backup_version=published.backup_version,
         detection=detection,
         warnings=detection.warnings,
+        block_records_rejected=block_records,
+        rejects_path=rejects if rejects.exists() else None,
     )
 
 

@@ -63,6 +63,29 @@ def original_headers(conn: Connection, db: Database, load_id: int | None) -> dic
     return dict(zip(columns, headers, strict=False))
 
 
+def had_header(conn: Connection, db: Database, load_id: int | None) -> bool:
+    """Whether the file of load `load_id` had a header row (True when unknown: an older load)."""
+    if load_id is None:
+        return True
+    t = db.catalog.tracking
+    text = conn.execute(sa.select(t.c.detection).where(t.c.id == load_id)).scalar()
+    return not text or json.loads(text).get("header_rows", 1) != 0
+
+
+def _content_load(conn: Connection, db: Database, table: str, version: int | None) -> int | None:
+    """The load whose file gave the table (or version) its contents, found without its rows.
+
+    A table loaded from a header-only file has no rows whose ``_load_id`` would say it.
+    """
+    name = table_name(table)
+    row = (
+        catalogue.current_version(conn, db, name)
+        if version is None
+        else catalogue.version_of(conn, db, name, version)
+    )
+    return row.load_id if row is not None else None
+
+
 class _Writer:
     """CSV rows with LF line ends, quoting every value a reader could split: a delimiter, a quote,
     a LF or a lone CR (the csv module quotes only the characters of its own line terminator)."""
@@ -79,12 +102,19 @@ class _Writer:
 
 
 def export_table(
-    db: Database, table: str, out: TextIO, *, version: int | None = None, sql_names: bool = False
+    db: Database,
+    table: str,
+    out: TextIO,
+    *,
+    version: int | None = None,
+    sql_names: bool = False,
+    names: bool = False,
 ) -> int:
     """Write the rows of ``ref.<table>`` (or bkp version `version`) as UTF-8 CSV; returns the row count.
 
     Rows come in file order (load, then row number), without metadata columns, under the header
-    as it appeared in the loaded file unless `sql_names`.
+    as it appeared in the loaded file unless `sql_names`. A table whose file had no header is
+    written without one, as the file was, unless `names` or `sql_names` ask for the column names.
     """
     adopt(db, table)
     with db.read() as conn:
@@ -92,12 +122,15 @@ def export_table(
         where: Any = sa.true()
         columns = data_columns(source)
         last_load = conn.execute(sa.select(sa.func.max(source.c._load_id)).where(where)).scalar()
-        names = {} if sql_names else original_headers(conn, db, last_load)
+        if last_load is None:
+            last_load = _content_load(conn, db, table, version)
+        originals = {} if sql_names else original_headers(conn, db, last_load)
         # How each typed column's values were written in the file (date format, boolean spelling).
         recorded = tracking.types_of_load(conn, db, last_load)
         types = [recorded.get(c) for c in columns]
         writer = _Writer(out)
-        writer.writerow([names.get(c, c) for c in columns])
+        if names or sql_names or had_header(conn, db, last_load):
+            writer.writerow([originals.get(c, c) for c in columns])
         query = (
             sa.select(*(source.c[c] for c in columns))
             .where(where)

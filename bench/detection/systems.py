@@ -75,7 +75,9 @@ class OursCli:
             if code != 0:
                 # The whole message: a refusal's reason is scored by its text.
                 raise RuntimeError(f"load failed ({code}): {sink.getvalue().strip()}")
-            code = main([*common, "export", table, "--database-url", self._db, "--out", str(out)])
+            # --names: a headerless file's table then exports column_1.. (else no header line),
+            # which is how this adapter tells "no header" from a first data row.
+            code = main([*common, "export", table, "--names", "--database-url", self._db, "--out", str(out)])
         if code != 0:
             raise RuntimeError(f"export failed ({code}): {sink.getvalue().strip()[-300:]}")
         with open(out, encoding="utf-8", newline="") as handle:

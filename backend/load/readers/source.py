@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import pyarrow as pa
 import structlog
@@ -338,8 +338,11 @@ def take(rows: Iterable[tuple[int, list[str]]], count: int) -> list[tuple[int, l
     return list(itertools.islice(rows, count))
 
 
-def detect_file(path: Path, settings: Settings, *, sheet: str | int | None = None) -> Detection:
-    """What `load` would find in `path`, whatever its format (for ``detect FILE``).
+def detect_file(
+    path: Path, settings: Settings, *, sheet: str | int | None = None, **choices: Any
+) -> Detection:
+    """What `load` would find in `path`, whatever its format (for ``detect FILE``); `choices`
+    (header, trailer_detection, stacked_tables) go to the CSV detector as `load` passes them.
 
     Raises:
         FileRejectedError: as `load_file` would refuse the file at detection.
@@ -350,7 +353,7 @@ def detect_file(path: Path, settings: Settings, *, sheet: str | int | None = Non
     with open_regular_file(path) as raw:
         guess = sniff(path, raw)
         if guess is None:
-            return detect(path, settings, source=raw)
+            return detect(path, settings, source=raw, **choices)
         return open_source(path, raw, settings, guess, sheet=sheet).detection
 
 
