@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from backend.errors import ArrowRefusedError
 from backend.load.csv_python import _bom_length, _skip_header, reader_options
 from backend.models import Detection
 
@@ -34,10 +35,6 @@ from backend.models import Detection
 HEAD_BYTES = 1 << 20
 #: Arrow's parse block; bigger blocks parse faster, this keeps memory flat (a few blocks live).
 BLOCK_BYTES = 1 << 22
-
-
-class ArrowRefusedError(Exception):
-    """The Arrow reader cannot read this file exactly as the Python reader would: use that one."""
 
 
 @dataclass(slots=True)

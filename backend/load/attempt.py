@@ -29,7 +29,7 @@ from backend import faults, tracking
 from backend.config import Settings
 from backend.db.adapter import Rows, WriteSpec
 from backend.db.engine import Database
-from backend.errors import EmptyFileError, SchemaMismatchError, ValidationFailedError
+from backend.errors import ArrowRefusedError, EmptyFileError, SchemaMismatchError, ValidationFailedError
 from backend.load import versions
 from backend.load.convert import Checker
 from backend.load.csv_python import iter_rows, iter_runs
@@ -92,6 +92,8 @@ class LoadContext:
     on_progress: Callable[[int, int | None], None] | None = None
     extra_tracking: dict[str, Any] = field(default_factory=dict)
     rejects_path: Any = None
+    #: Why the Arrow reader gave this load up (then every later attempt reads in Python).
+    arrow_refused: list[str] = field(default_factory=list)
 
     @property
     def type_policy(self) -> TypePolicy:
@@ -116,6 +118,16 @@ class Again:
 
 def attempt(ctx: LoadContext, *, redo: SchemaPlan | None = None) -> Outcome | Again:
     """Load the file once. Returns `Again` when the plan must change (only once per load)."""
+    try:
+        return _attempt(ctx, redo)
+    except ArrowRefusedError as exc:
+        # Abandoned already (rolled back, a committed version dropped): read it all again in Python.
+        log.info("arrow reader refused the file; loading it with the python reader", reason=str(exc))
+        ctx.arrow_refused.append(str(exc))
+        return _attempt(ctx, redo)
+
+
+def _attempt(ctx: LoadContext, redo: SchemaPlan | None) -> Outcome | Again:
     db, request = ctx.db, ctx.request
     with db.engine.connect() as conn:
         plan = redo or _plan(conn, ctx)
@@ -271,32 +283,45 @@ def _write(
     hashing = HashingReader(ctx.raw)
     ctx.raw.seek(0)
     batch_rows = _batch_rows(settings, ctx.detection)
-    records = iter_runs(
-        hashing,  # type: ignore[arg-type]  # reads like a binary file
-        ctx.detection,
-        width=len(ctx.columns),
-        size=batch_rows,
-        decode_errors=settings.decode_errors,
-    )
+    reader = "arrow" if _reads_with_arrow(ctx) else "python"
     commits = _commits_while_loading(ctx, version)
     on_batch = _on_batch(conn, ctx, commits)
     keep = [ctx.columns.index(c) for c in plan.columns]
     with db.adapter.writer(conn, target, spec) as sink:
         if keep != list(range(len(ctx.columns))):
             sink = _Project(sink, keep)  # ignore_extra: the file's extra columns are not written
-        staged = stream_records(
-            sink,
-            records,
-            width=len(ctx.columns),
-            policy=request.ragged_rows or ctx.policy.ragged_rows or settings.ragged_rows,
-            delimiter=ctx.detection.delimiter,
-            batch_rows=batch_rows,
-            types=observer,
-            on_batch=on_batch,
-            rejects_path=ctx.rejects_path,
-            checker=checker,
-            redact_row=redact_row(ctx.policy, ctx.columns),
-        )
+        if reader == "arrow":
+            from backend.load.arrow_csv import iter_arrow_runs
+            from backend.load.arrow_stage import stream_arrow
+
+            runs = iter_arrow_runs(
+                hashing,  # type: ignore[arg-type]  # reads like a binary file
+                ctx.detection,
+                width=len(ctx.columns),
+                size=batch_rows,
+            )
+            staged = stream_arrow(sink, runs, checker=checker, observer=observer, on_batch=on_batch)
+        else:
+            records = iter_runs(
+                hashing,  # type: ignore[arg-type]  # reads like a binary file
+                ctx.detection,
+                width=len(ctx.columns),
+                size=batch_rows,
+                decode_errors=settings.decode_errors,
+            )
+            staged = stream_records(
+                sink,
+                records,
+                width=len(ctx.columns),
+                policy=request.ragged_rows or ctx.policy.ragged_rows or settings.ragged_rows,
+                delimiter=ctx.detection.delimiter,
+                batch_rows=batch_rows,
+                types=observer,
+                on_batch=on_batch,
+                rejects_path=ctx.rejects_path,
+                checker=checker,
+                redact_row=redact_row(ctx.policy, ctx.columns),
+            )
     misfits = checker.misfits()
     if misfits:
         return Again(
@@ -326,11 +351,22 @@ def _write(
                 "batches": staged.batches,
                 "repaired_lines": list(staged.repaired_lines[:1000]),
                 "rejected_lines": list(staged.rejected_lines[:1000]),
+                "reader": reader,
+                **({"arrow_refused": ctx.arrow_refused[0]} if ctx.arrow_refused else {}),
             },
         ),
     )
     ctx.extra_tracking["file_hash"] = hashing.sha256.hexdigest()
     return staged
+
+
+def _reads_with_arrow(ctx: LoadContext) -> bool:
+    """Whether this attempt reads the file with the Arrow reader (`arrow_csv.eligible`)."""
+    if ctx.arrow_refused or getattr(ctx, "records", None) is not None:
+        return False
+    from backend.load.arrow_csv import eligible
+
+    return eligible(ctx.detection, decode_errors=ctx.settings.decode_errors) is None
 
 
 def _commits_while_loading(ctx: LoadContext, version: int | None) -> bool:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from backend.errors import IngestError
-from backend.load.arrow_csv import ArrowRefusedError, eligible, iter_arrow_runs
+from backend.errors import ArrowRefusedError, IngestError
+from backend.load.arrow_csv import eligible, iter_arrow_runs
 from backend.load.csv_python import Run, iter_runs
 from bench.detection.generate import build as generated_cases
 from tests.support import make_settings
@@ -63,7 +62,9 @@ def test_the_corpora_are_there() -> None:
     assert len(FILES) > 300
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.name if p.is_relative_to(GENERATED) else str(p.relative_to(ROOT)) for p in FILES])
+@pytest.mark.parametrize(
+    "path", FILES, ids=[p.name if p.is_relative_to(GENERATED) else str(p.relative_to(ROOT)) for p in FILES]
+)
 def test_same_rows_or_refused(path: Path, settings, request: pytest.FixtureRequest) -> None:
     from backend.detection import detect
 
