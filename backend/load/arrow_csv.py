@@ -179,7 +179,7 @@ def _past_header(stream: Any, detection: Detection) -> bytes | None:
         return None if at_end else _refuse()
     if counted.exhausted and not at_end:
         _refuse()
-    return head[len(text[: counted.chars].encode("utf-8")) :]
+    return bytes(head[len(text[: counted.chars].encode("utf-8")) :])
 
 
 def _refuse() -> bytes:
@@ -220,7 +220,7 @@ class _Prefixed:
         if self._prefix:
             if size is None or size < 0:
                 data, self._prefix = self._prefix + self._stream.read(), b""
-                return data
+                return bytes(data)
             data, self._prefix = self._prefix[:size], self._prefix[size:]
             return data
         data = self._stream.read() if size is None or size < 0 else self._stream.read(size)
