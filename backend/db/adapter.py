@@ -126,6 +126,11 @@ class DialectAdapter(Protocol):
     #: the publish transaction itself: SQLite admits one writer, SQL Server bulk loads commit.
     commits_while_loading: ClassVar[bool]
 
+    #: The writer's sink takes Arrow arrays without turning each value into a Python object
+    #: (PostgreSQL's COPY): only then does the load read with the Arrow reader. An executemany
+    #: sink needs Python values anyway, and the csv module makes them faster (bench/RESULTS.md).
+    arrow_native: ClassVar[bool]
+
     def version_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
         """(schema, name) of the table a new version of `table` is loaded into."""
         ...
@@ -318,6 +323,7 @@ class BaseAdapter(ABC):
         return sa.cast(value, target)
 
     commits_while_loading: ClassVar[bool] = True
+    arrow_native: ClassVar[bool] = False
 
     def insert_sql(self, conn: Connection, table: sa.Table, spec: WriteSpec) -> str:
         """``INSERT ... VALUES`` with one ``?`` per file value (converted in SQL) and the row number

@@ -362,7 +362,7 @@ def _write(
 
 def _reads_with_arrow(ctx: LoadContext) -> bool:
     """Whether this attempt reads the file with the Arrow reader (`arrow_csv.eligible`)."""
-    if ctx.arrow_refused or getattr(ctx, "records", None) is not None:
+    if ctx.arrow_refused or getattr(ctx, "records", None) is not None or not ctx.db.adapter.arrow_native:
         return False
     from backend.load.arrow_csv import eligible
 
