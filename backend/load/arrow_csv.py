@@ -34,7 +34,7 @@ from backend.models import Detection
 #: Bytes read in Python before Arrow takes over: the preamble and header must end inside them.
 HEAD_BYTES = 1 << 20
 #: Arrow's parse block; bigger blocks parse faster, this keeps memory flat (a few blocks live).
-BLOCK_BYTES = 1 << 22
+BLOCK_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -101,7 +101,7 @@ def iter_arrow_runs(raw: IO[bytes], detection: Detection, *, width: int, size: i
         return
     names = [f"c{i}" for i in range(width)]
     options = (
-        pa_csv.ReadOptions(column_names=names, block_size=BLOCK_BYTES, use_threads=True),
+        pa_csv.ReadOptions(column_names=names, block_size=BLOCK_BYTES, use_threads=False),
         pa_csv.ParseOptions(
             delimiter=detection.delimiter,
             quote_char=detection.quotechar if detection.quotechar is not None else False,
