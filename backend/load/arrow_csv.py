@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -96,7 +97,7 @@ def iter_arrow_runs(raw: IO[bytes], detection: Detection, *, width: int, size: i
     try:
         rest = _past_header(stream, detection)
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise ArrowRefusedError(str(exc)) from None
+        raise ArrowRefusedError(_reason(exc)) from None
     if rest is None:
         return
     names = [f"c{i}" for i in range(width)]
@@ -124,7 +125,16 @@ def iter_arrow_runs(raw: IO[bytes], detection: Detection, *, width: int, size: i
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         if str(exc).startswith("Empty CSV file"):
             return  # nothing but the header (and blank lines): no rows, as in Python
-        raise ArrowRefusedError(str(exc).splitlines()[0]) from None
+        raise ArrowRefusedError(_reason(exc)) from None
+
+
+def _reason(exc: Exception) -> str:
+    """Why Arrow refused, without the row it quotes (it would carry the file's values, secrets
+    included, into the log and the tracking tables)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"bytes that are not {exc.encoding}"
+    found = re.search(r"Expected \d+ columns, got \d+", str(exc))
+    return found.group(0) if found else f"{type(exc).__name__} from the Arrow reader"
 
 
 def _rechunk(reader: Any, size: int) -> Iterator[ArrowRun]:
