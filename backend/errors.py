@@ -195,3 +195,8 @@ class InjectedFault(RuntimeError):
 
     Deliberately no IngestError: an injected fault must look like the unexpected failure it stands for.
     """
+
+
+class ArrowRefusedError(Exception):
+    """The Arrow reader cannot read a file exactly as the Python reader would: the load reads it
+    again with that one. Internal to the load (never reaches an operator), hence no IngestError."""

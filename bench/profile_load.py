@@ -13,21 +13,23 @@ Every sample is assigned to one stage by its innermost recognised frame:
 
 =====================  =======================================================================
 startup/imports        interpreter start, module imports (also lazy ones during the load)
-setup/tracking         settings, engine, init_db, tracking rows, table plan, drop of the stage
+setup/tracking         settings, engine, init_db, tracking rows, table plan
 detect                 backend.detection (encoding, dialect, header, sample types)
 read/decode            file reads, SHA-256 of the bytes, TextIOWrapper decoding (csv input side)
-parse                  the C csv reader and the Python run generator of backend/reader.py
-convert                the stage loop of backend/stage.py (batches, ragged policy)
+parse                  the C csv reader and the run generator of load/csv_python.py, or
+                       pyarrow's streaming reader (load/arrow_csv.py)
+convert                the batch loop of load/stage.py stream_records (ragged policy) or
+                       load/arrow_stage.py stream_arrow
+check                  load/convert.py: typed values checked exactly (regex, RE2 on Arrow)
 infer types            TypeTracker.observe over every row (``--types infer`` only)
 profile stats          backend/profile.py: per-column statistics gathered while staging
 column stats           stage.column_stats: longest value and empty cells per column, one SQL
                        scan of the staging table after the last batch
 send                   rows into the staging table (executemany / COPY), incl. waiting
 validate               quality checks and profile of the staged rows
-publish                INSERT ... SELECT into the live table (with the SQL-side type
-                       conversion, e.g. SQLite's Python date UDF), tracking flip, commit
-backup                 copy of the current rows into bkp (fullload) and their DELETE
-drop stage             dropping the staging table after the publish
+publish                load/publish.py: catalogue and tracking rows, the commit
+version swap           load/versions.py / the adapter's swap_versions: the new version table
+                       created and swapped in as metadata (attempt._open_target, publish)
 other                  anything else (garbage collector, unresolved frames)
 =====================  =======================================================================
 
@@ -64,14 +66,14 @@ STAGES = (
     "read/decode",
     "parse",
     "convert",
+    "check",
     "infer types",
     "profile stats",
     "column stats",
     "send",
     "validate",
     "publish",
-    "backup",
-    "drop stage",
+    "version swap",
     "other",
 )
 
@@ -138,10 +140,10 @@ def _input_lines(samples: list[tuple[list[Frame], int]]) -> set[int]:
 
 #: Modules whose frames count as set-up and bookkeeping wherever they run.
 SETUP_MODULES = (
-    "tracking.py", "plan.py", "claim.py", "policies.py", "naming.py", "config.py", "log.py", "cli.py",
-    "db/engine.py", "db/schema.py",
+    "load/loader.py", "load/plan.py", "load/evolve.py", "load/misfits.py", "policies.py", "config.py",
+    "log.py", "cli.py", "db/engine.py", "db/schema.py", "db/dialects.py", "daemon/claim.py",
 )  # fmt: skip
-#: Functions of backend/reader.py that turn parsed rows into records; the rest of the module feeds
+#: Functions of load/csv_python.py that turn parsed rows into records; the rest of the module feeds
 #: the C csv reader its lines (reads, decoding, line splitting).
 RECORD_FUNCTIONS = ("_records", "_runs", "_group", "_iter", "iter_records")
 
@@ -175,32 +177,38 @@ def classify(frames: list[Frame], input_lines: set[int]) -> str:
 def _stage_of(f: Frame, callers: list[Frame], names: set[str]) -> str | None:
     """The stage a backend frame stands for, or None to let its callers decide."""
     module = f.module()
-    if module == "loader.py":
-        if f.function in ("read", "readinto", "read1", "_check_unchanged"):
-            return "read/decode"
-        if f.function == "_drop_stage":
-            return "drop stage"
-        if f.function == "_stage_and_publish":
-            # Only the final commit of the publish transaction runs in sqlalchemy straight from here.
-            return "publish" if "commit" in names else "setup/tracking"
-        return None
-    if module == "reader.py":
+    if module == "load/source.py":
+        return "read/decode"  # HashingReader (the SHA-256 of every byte) and check_unchanged
+    if module == "load/csv_python.py":
         return "parse" if f.function in RECORD_FUNCTIONS else "read/decode"
-    if module == "detection/types.py" and any(g.function in ("flush", "stage_records") for g in callers):
+    if module == "load/arrow_csv.py":
+        return "parse"  # pyarrow's streaming reader, its re-cut batches and the length check
+    if module == "load/attempt.py":
+        if f.function == "_file_types":
+            return "infer types"
+        if f.function == "_check_and_publish":
+            return "publish" if "commit" in names else None
+        return None
+    if module == "detection/types.py" and any(g.function == "_file_types" for g in callers):
         return "infer types"
     if module.startswith("detection/"):
         return "detect"
-    if module == "profile.py":
+    if module == "quality/profile.py":
         return "profile stats"
-    if module == "db/dialects.py":
-        # The stage writers' send (executemany), _CopyWriter.__call__/close and copy_text (COPY).
-        return "send" if f.function in ("send", "__call__", "close", "copy_text") else None
-    if module == "stage.py":
-        return "column stats" if f.function == "column_stats" else "convert"
-    if module == "quality.py":
+    if module in ("quality/gate.py", "quality/validation.py", "quality/hook.py"):
         return "validate"
-    if module == "publish.py":
-        return "backup" if f.function in ("_backup_and_clear", "ensure_backup_table") else "publish"
+    if module == "load/convert.py":
+        return "check"
+    if module in ("db/adapter.py", "db/postgresql.py", "db/sqlite.py", "db/mssql.py") and any(
+        g.function in ("rows", "arrow") for g in [f, *callers[-3:]]
+    ):
+        return "send"  # _ExecuteMany (executemany) or _ArrowCopy (COPY of Arrow-written CSV)
+    if module == "load/stage.py":
+        return "column stats" if f.function == "column_stats" else "convert"
+    if module == "load/arrow_stage.py":
+        return "convert"
+    if module in ("load/publish.py", "load/versions.py"):
+        return "version swap" if "swap" in f.function or f.function == "create_version" else "publish"
     if module in SETUP_MODULES:
         return "setup/tracking"
     return None

@@ -19,7 +19,7 @@ from pathlib import Path
 from backend import tracking
 from backend.daemon.runtime import Runtime
 from backend.errors import CancelledError, ShutdownError
-from backend.load.attempt import CancelCheck
+from backend.load.context import CancelCheck
 
 CANCEL_SUFFIX = ".cancel"
 #: Seconds between two looks at the tracking row while batches stream.

@@ -140,6 +140,7 @@ class PostgreSQLAdapter(BaseAdapter):
         return sa.Text() if width is None else sa.String(width)
 
     commits_while_loading = False
+    arrow_native = True  # _ArrowCopy: Arrow arrays -> Arrow's CSV writer -> COPY
 
     @contextlib.contextmanager
     def writer(self, conn: Connection, table: sa.Table, spec: WriteSpec) -> Iterator[Sink]:

@@ -16,25 +16,19 @@ asks for one more attempt with the columns redefined or widened (`misfits.settle
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection
 
-from backend import faults, tracking
-from backend.config import Settings
-from backend.db.adapter import Rows, WriteSpec
+from backend import tracking
 from backend.db.engine import Database
-from backend.errors import EmptyFileError, SchemaMismatchError, ValidationFailedError
+from backend.errors import ArrowRefusedError, SchemaMismatchError, ValidationFailedError
 from backend.load import versions
-from backend.load.convert import Checker
-from backend.load.csv_python import Run, iter_rows, iter_runs
+from backend.load.context import Again, LoadContext, Outcome
+from backend.load.csv_python import Run, iter_rows
 from backend.load.evolve import definition_of
-from backend.load.misfits import settle_misfits
 from backend.load.plan import (
     SchemaPlan,
     final_types,
@@ -45,89 +39,34 @@ from backend.load.plan import (
     version_columns,
 )
 from backend.load.publish import Published, Written, publish
-from backend.load.source import HashingReader, check_unchanged
-from backend.load.stage import column_stats, stream_records
+from backend.load.stage import column_stats
+from backend.load.write import commits_while_loading, write_rows
 from backend.models import (
     ColumnKind,
     ColumnType,
-    Detection,
-    LoadRequest,
     LoadType,
-    Record,
     StageResult,
     TypePolicy,
 )
-from backend.policies import TablePolicy
 from backend.quality.gate import check_staged, profile_staged, record_failure
 from backend.quality.profile import ProfileObserver
-from backend.quality.sensitive import redact_row
 from backend.tracking import versions as catalogue
-from backend.tracking.events import utcnow
 
 log = structlog.get_logger(__name__)
-
-#: Seconds between progress updates of the tracking row while the rows are written.
-PROGRESS_EVERY_SECONDS = 1.0
-
-
-class CancelCheck(Protocol):
-    """Raises CancelledError when an operator asked to stop load `tracking_id`.
-
-    Called between batches (it may look at the database only now and then), and with `final`
-    immediately before the publish transaction and inside it just before its commit (it must
-    look then: a cancel that lands while the file is written is never published).
-    """
-
-    def __call__(self, tracking_id: int, *, final: bool = False) -> None: ...
-
-
-@dataclass(frozen=True)
-class LoadContext:
-    """Everything one load of one file knows before it writes a row."""
-
-    db: Database
-    settings: Settings
-    request: LoadRequest
-    tracking_id: int
-    raw: IO[bytes]
-    before: Any  # os.stat_result of the opened file
-    detection: Detection
-    table: str
-    columns: tuple[str, ...]
-    headers: tuple[str, ...]
-    policy: TablePolicy
-    check_cancel: CancelCheck | None = None
-    #: After each batch: (rows written so far, estimated rows or None); the CLI's progress bar.
-    on_progress: Callable[[int, int | None], None] | None = None
-    extra_tracking: dict[str, Any] = field(default_factory=dict)
-    rejects_path: Any = None
-    #: The file's rows for a format other than plain CSV (issue 17): given the stream to read
-    #: (hashed in `_write`), the same runs and records `iter_runs` yields. None: read as CSV.
-    records: Callable[[IO[bytes]], Iterable[Run | Record]] | None = None
-
-    @property
-    def type_policy(self) -> TypePolicy:
-        # Precedence: the operator's flag, then the table's policy file, then the global setting.
-        return self.request.type_policy or self.policy.type_policy or self.settings.type_policy
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A published attempt."""
-
-    staged: StageResult
-    published: Published
-
-
-@dataclass(frozen=True, slots=True)
-class Again:
-    """The attempt found values that do not fit; load once more under this plan."""
-
-    plan: SchemaPlan
 
 
 def attempt(ctx: LoadContext, *, redo: SchemaPlan | None = None) -> Outcome | Again:
     """Load the file once. Returns `Again` when the plan must change (only once per load)."""
+    try:
+        return _attempt(ctx, redo)
+    except ArrowRefusedError as exc:
+        # Abandoned already (rolled back, a committed version dropped): read it all again in Python.
+        log.info("arrow reader refused the file; loading it with the python reader", reason=str(exc))
+        ctx.arrow_refused.append(str(exc))
+        return _attempt(ctx, redo)
+
+
+def _attempt(ctx: LoadContext, redo: SchemaPlan | None) -> Outcome | Again:
     db, request = ctx.db, ctx.request
     with db.engine.connect() as conn:
         plan = redo or _plan(conn, ctx)
@@ -150,7 +89,7 @@ def attempt(ctx: LoadContext, *, redo: SchemaPlan | None = None) -> Outcome | Ag
                 if len(plan.columns) == len(ctx.columns)
                 else None
             )
-            result = _write(conn, ctx, plan, target, version, stored, observer)
+            result = write_rows(conn, ctx, plan, target, version, stored, observer)
             if isinstance(result, Again):
                 _abandon(conn, db, target, version, ctx)
                 return result
@@ -245,7 +184,7 @@ def _open_target(
     fresh = (
         plan.columns if live is None or redefines(plan) else tuple(getattr(plan.evolution, "add", ()) or ())
     )
-    if _commits_while_loading(ctx, version):
+    if commits_while_loading(ctx, version):
         # The new table and its catalogue entry are committed before the rows: a crash leaves an
         # entry that names the table to drop.
         schema, name = target.schema or "", target.name
@@ -263,137 +202,6 @@ def _open_target(
         conn.commit()
         adapter.begin_write(conn)
     return target, version, tuple(fresh)
-
-
-def _write(
-    conn: Connection,
-    ctx: LoadContext,
-    plan: SchemaPlan,
-    target: sa.Table,
-    version: int | None,
-    stored: dict[str, ColumnType],
-    observer: ProfileObserver | None,
-) -> StageResult | Again:
-    db, settings, request = ctx.db, ctx.settings, ctx.request
-    typed = {c: t for c, t in stored.items() if c in plan.columns and t.kind is not ColumnKind.TEXT}
-    checker = Checker({ctx.columns.index(c): (c, t) for c, t in typed.items()})
-    current = None if version is not None else catalogue.current_version(conn, db, ctx.table)
-    spec = WriteSpec(
-        columns=plan.columns,
-        types=stored,
-        load_id=ctx.tracking_id,
-        loaded_at=utcnow(),
-        load_type=request.load_type.value,
-        version=version if version is not None else (current.version if current is not None else 1),
-        empty_as_null=settings.empty_as_null,
-    )
-    hashing = HashingReader(ctx.raw)
-    ctx.raw.seek(0)
-    batch_rows = _batch_rows(settings, ctx.detection)
-    records = (
-        ctx.records(hashing)  # type: ignore[arg-type]  # reads like a binary file
-        if ctx.records is not None
-        else iter_runs(
-            hashing,  # type: ignore[arg-type]  # reads like a binary file
-            ctx.detection,
-            width=len(ctx.columns),
-            size=batch_rows,
-            decode_errors=settings.decode_errors,
-        )
-    )
-    commits = _commits_while_loading(ctx, version)
-    on_batch = _on_batch(conn, ctx, commits)
-    keep = [ctx.columns.index(c) for c in plan.columns]
-    with db.adapter.writer(conn, target, spec) as sink:
-        if keep != list(range(len(ctx.columns))):
-            sink = _Project(sink, keep)  # ignore_extra: the file's extra columns are not written
-        staged = stream_records(
-            sink,
-            records,
-            width=len(ctx.columns),
-            policy=request.ragged_rows or ctx.policy.ragged_rows or settings.ragged_rows,
-            delimiter=ctx.detection.delimiter,
-            batch_rows=batch_rows,
-            types=observer,
-            on_batch=on_batch,
-            rejects_path=ctx.rejects_path,
-            checker=checker,
-            redact_row=redact_row(ctx.policy, ctx.columns),
-        )
-    misfits = checker.misfits()
-    if misfits:
-        return Again(
-            settle_misfits(plan, misfits, ctx.policy, request, ctx.raw, ctx.detection, ctx.headers, db)
-        )
-    check_unchanged(request, ctx.raw, hashing, ctx.before)
-    if (
-        staged.rows_staged == 0
-        and request.load_type is LoadType.FULLLOAD
-        and not (request.allow_empty_fullload or settings.allow_empty_fullload)
-    ):
-        raise EmptyFileError(
-            f"{request.path.name}: no data rows; a fullload would empty table {ctx.table} "
-            "(set ALLOW_EMPTY_FULLLOAD=true to allow it)",
-            path=request.path,
-        )
-    tracking.defer(
-        db,
-        ctx.tracking_id,
-        wait=True,  # written with the publish, in this connection's transaction
-        event=(
-            "staged",
-            {
-                "rows_read": staged.rows_read,
-                "rows_staged": staged.rows_staged,
-                "rows_rejected": staged.rows_rejected,
-                "batches": staged.batches,
-                "repaired_lines": list(staged.repaired_lines[:1000]),
-                "rejected_lines": list(staged.rejected_lines[:1000]),
-            },
-        ),
-    )
-    ctx.extra_tracking["file_hash"] = hashing.sha256.hexdigest()
-    return staged
-
-
-def _commits_while_loading(ctx: LoadContext, version: int | None) -> bool:
-    """Whether the new version is committed batch by batch (SQLite, SQL Server: other writers
-    are not kept waiting). Only for a fullload: the first append into a table that does not
-    exist yet holds the publish lock to the end, or a second first append would not see the
-    table and would replace it."""
-    return (
-        ctx.db.adapter.commits_while_loading
-        and version is not None
-        and ctx.request.load_type is LoadType.FULLLOAD
-    )
-
-
-def _on_batch(conn: Connection, ctx: LoadContext, commits: bool) -> Callable[[int], None]:
-    db, estimated = ctx.db, ctx.detection.estimated_rows
-    last_progress = [time.monotonic()]
-
-    def on_batch(rows_done: int) -> None:
-        faults.hit("stage.batch")
-        if ctx.check_cancel is not None:
-            ctx.check_cancel(ctx.tracking_id)
-        if ctx.on_progress is not None:
-            ctx.on_progress(rows_done, estimated)
-        if commits:
-            # SQLite admits one writer: a new version is committed batch by batch, so that other
-            # writers (other files' tracking rows, other daemons) are not kept waiting.
-            conn.commit()
-        now = time.monotonic()
-        # Not while this connection holds SQLite's write lock: the update would wait for it.
-        if (commits or not db.adapter.commits_while_loading) and now - last_progress[
-            0
-        ] >= PROGRESS_EVERY_SECONDS:
-            last_progress[0] = now
-            percent = min(99.0, 100.0 * rows_done / estimated) if estimated else None
-            tracking.update(db, ctx.tracking_id, rows_done=rows_done, progress_percent=percent)
-        if commits:
-            db.adapter.begin_write(conn)
-
-    return on_batch
 
 
 def _check_and_publish(
@@ -433,7 +241,7 @@ def _check_and_publish(
         raise
     if ctx.check_cancel is not None:
         ctx.check_cancel(ctx.tracking_id, final=True)
-    if _commits_while_loading(ctx, written.version):
+    if commits_while_loading(ctx, written.version):
         conn.commit()
         db.adapter.begin_write(conn)  # the short publish transaction
     published = publish(
@@ -516,31 +324,7 @@ def _abandon(conn: Connection, db: Database, target: sa.Table, version: int | No
     try:
         if conn.in_transaction():
             conn.rollback()
-        if version is not None and _commits_while_loading(ctx, version):
+        if version is not None and commits_while_loading(ctx, version):
             versions.drop_abandoned(conn, db, ctx.table, version)
     except sa.exc.SQLAlchemyError:
         conn.invalidate()  # a lost connection: recovery drops what the catalogue says is abandoned
-
-
-class _Project:
-    """A sink that passes on only the listed positions of every row (``ignore_extra``)."""
-
-    def __init__(self, sink: Any, keep: list[int]) -> None:
-        self._sink, self._keep = sink, keep
-
-    def rows(self, first: int, rows: Rows) -> None:
-        keep = self._keep
-        self._sink.rows(first, [[row[i] for i in keep] for row in rows])
-
-    def arrow(self, first: int, columns: Any) -> None:
-        self._sink.arrow(first, [columns[i] for i in self._keep])
-
-
-def _batch_rows(settings: Settings, detection: Detection) -> int:
-    """Rows per batch: the configured count, bounded by INGEST_BATCH_BYTES at the sample's row size."""
-    rows = settings.ingest_batch_size
-    if detection.sample_rows and detection.estimated_rows:
-        # The sample is bounded by SAMPLE_BYTES, so bytes per row is well estimated from it.
-        per_row = max(1, settings.sample_bytes // max(1, detection.sample_rows))
-        rows = min(rows, max(1, settings.ingest_batch_bytes // per_row))
-    return max(1, rows)

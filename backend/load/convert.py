@@ -92,6 +92,28 @@ class _ColumnCheck:
                 if len(self.examples) < MAX_EXAMPLES:
                     self.examples.append((first_row + offset, value))
 
+    def surely_fit(self, column: Any) -> bool:
+        """True only when every value of the Arrow string array `column` fits (RE2 kernels, no
+        Python per value); False means "look closer" with `check`, never "a misfit"."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.count:
+            return False  # after a misfit every value is checked one by one, to count them all
+        try:
+            matched = pc.match_substring_regex(column, f"^(?:{self._one.pattern})$")
+        except pa.ArrowInvalid:
+            return False  # a pattern RE2 does not take: Python decides
+        if not pc.all(pc.or_(pc.equal(column, ""), matched)).as_py():
+            return False
+        if self._ranged:
+            # Ten digits and more may pass the pattern and not the range.
+            return not pc.any(pc.greater_equal(pc.utf8_length(column), 10)).as_py()
+        if self._decimal:
+            return not pc.any(pc.match_substring_regex(column, r"^-0(?:\.0*)?$")).as_py()
+        # A date's 29 February needs its year: checked in Python (`calendar_ok`).
+        return not self._dated
+
     def fits(self, value: str) -> bool:
         if not self._one.fullmatch(value) or not self._whole_ok(value):
             return False
@@ -123,6 +145,13 @@ class Checker:
         """Check a batch of rows numbered `first_row`, `first_row` + 1, ..."""
         for i, check in self._checks.items():
             check.check([row[i] if i < len(row) else None for row in rows], first_row)
+
+    def observe_arrow(self, first_row: int, columns: Sequence[Any]) -> None:
+        """Check a batch given as Arrow string arrays (one per column), vectorised where it can."""
+        for i, check in self._checks.items():
+            column = columns[i]
+            if not check.surely_fit(column):
+                check.check(column.to_numpy(zero_copy_only=False).tolist(), first_row)
 
     def misfits(self) -> dict[str, Misfit]:
         """Column name -> its misfits, for every column that had any."""

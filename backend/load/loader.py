@@ -38,7 +38,8 @@ from backend.errors import (
     RetryableError,
 )
 from backend.files import open_regular_file
-from backend.load.attempt import Again, CancelCheck, LoadContext, attempt
+from backend.load.attempt import attempt
+from backend.load.context import Again, CancelCheck, LoadContext
 from backend.load.stacked import write_other_blocks
 from backend.models import Detection, LoadRequest, LoadResult
 from backend.naming import normalize_columns, normalize_identifier, shorten, table_name_from_file

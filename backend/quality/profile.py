@@ -267,6 +267,40 @@ class ProfileObserver:
         self._summarise(rows, columns)
         self.seconds += time.perf_counter() - started
 
+    def observe_arrow(self, arrays: Sequence[Any]) -> None:
+        """Take one staged batch as Arrow string arrays: only the rows the statistics look at
+        (the first `exact_rows`, then the sample) become Python values, with the same random
+        draws as `observe_batch`, so both give the same profile for the same batches."""
+        if self._inner is not None or self._count_empty:
+            cells = [a.to_numpy(zero_copy_only=False).tolist() for a in arrays]
+            self.observe_batch([list(row) for row in zip(*cells, strict=True)])
+            return
+        import pyarrow as pa
+
+        self.flush()
+        started = time.perf_counter()
+        n = len(arrays[0]) if arrays else 0
+        exact = self.rows < self._exact_rows
+        self.rows += n
+        if exact:
+            self.sampled_rows += n
+            for column, array in zip(self.columns, arrays, strict=True):
+                column.add(tuple(array.to_numpy(zero_copy_only=False).tolist()))
+        else:
+            every = self._sample_every
+            k = n // every
+            picked = sorted(self._random.sample(range(n), k)) if k > 1 else []
+            self.sampled_rows += len(picked)
+            if picked:
+                taken = pa.array(picked, pa.int64())
+                for column, array in zip(self.columns, arrays, strict=True):
+                    column.add(
+                        tuple(array.take(taken).to_numpy(zero_copy_only=False).tolist()),
+                        every,
+                        count_empty=False,
+                    )
+        self.seconds += time.perf_counter() - started
+
     @property
     def counts_empty(self) -> bool:
         """Whether NULL counts cover every row (else `build_profile` needs them from the caller)."""
