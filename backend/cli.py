@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -458,18 +459,10 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     number = args.tracking_id
+    code = EXIT_REFUSED if outcome.too_late else EXIT_RETRY if outcome.status is None else EXIT_OK
     if args.json:
-        _print_json(
-            {
-                "load": number,
-                "status": outcome.status,
-                "too_late": outcome.too_late,
-                "error_message": outcome.error_message,
-            }
-        )
-        if outcome.too_late:
-            return EXIT_REFUSED
-        return EXIT_RETRY if outcome.status is None else EXIT_OK
+        _print_json({"load": number, **dataclasses.asdict(outcome), "too_late": outcome.too_late})
+        return code
     if outcome.too_late:
         print(f"too late: load {number} was already committed; undo it with restore", file=sys.stderr)
         return EXIT_REFUSED

@@ -173,6 +173,21 @@ class TestJsonEverywhere:
             assert code == 0, (args, err)
             json.loads(out)
 
+    def test_cancel_of_a_committed_load_says_too_late_in_json_with_exit_1(self, ready, capsys):
+        write_csv(ready / "units.csv", [["unit"], ["kg"]])
+        code, out, _err = run_cli(["load", "units.csv", "--json"], capsys)
+        assert code == 0
+        load_id = json.loads(out)["tracking_id"]
+        code, out, _err = run_cli(["cancel", str(load_id), "--json"], capsys)
+        assert code == 1
+        assert json.loads(out) == {
+            "load": load_id,
+            "tracking_id": load_id,
+            "status": "loaded",
+            "error_message": None,
+            "too_late": True,
+        }
+
     def test_timestamps_are_iso_utc_with_the_zone(self, ready, capsys):
         """history and status give ISO 8601 timestamps in UTC that carry their zone."""
         write_csv(ready / "countries.csv", [["code"], ["DE"]])

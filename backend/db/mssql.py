@@ -20,13 +20,10 @@ from backend.db.adapter import (
     Rows,
     Swap,
     WriteSpec,
-    keep_empty,
-    literal_sql,
-    mask_sql,
-    render_boolean,
     text_width,
     version_name,
 )
+from backend.db.expressions import keep_empty, literal_sql, mask_sql, render_boolean
 from backend.errors import ConfigError
 from backend.models import ColumnKind, ColumnType
 

@@ -26,14 +26,10 @@ from backend.db.adapter import (
     Sink,
     Swap,
     WriteSpec,
-    iso_castable,
-    keep_empty,
-    literal_sql,
-    mask_sql,
-    render_boolean,
     text_width,
     version_name,
 )
+from backend.db.expressions import iso_castable, keep_empty, literal_sql, mask_sql, render_boolean
 from backend.models import ColumnKind, ColumnType
 
 if TYPE_CHECKING:

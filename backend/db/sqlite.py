@@ -27,9 +27,9 @@ from backend.db.adapter import (
     BaseAdapter,
     Swap,
     decimal_precision,
-    render_boolean,
     version_name,
 )
+from backend.db.expressions import render_boolean
 from backend.masking import mask_value, sha256_hex
 from backend.models import ColumnKind, ColumnType
 

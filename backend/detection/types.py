@@ -44,10 +44,10 @@ import functools
 import itertools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+from backend.detection.dates import FORMATS, LENIENT_FORMATS, DateFormat
 from backend.models import ColumnKind, ColumnType
 
 _BATCH_ROWS = 4096
@@ -83,101 +83,8 @@ _BOOL_PAT = r"(?i:true|false|yes|no|t|f|y|n)"
 NEGATIVE_ZERO = re.compile(r"(?:^|\n)-0(?:\.0*)?(?:\n|$)")
 
 
-# Month/day pairs that exist in some year; 29 February is checked separately for leap years.
-# `pad` is "0?" for the lenient single-value shapes and "0" for columns (two digits, so that
-# the date format writes every value back as it was).
-def _parts(pad: str) -> tuple[str, str, str, str, str, str]:
-    d31 = rf"(?:{pad}[1-9]|[12][0-9]|3[01])"
-    d30 = rf"(?:{pad}[1-9]|[12][0-9]|30)"
-    d29 = rf"(?:{pad}[1-9]|1[0-9]|2[0-9])"
-    m31 = rf"(?:{pad}[13578]|1[02])"
-    m30 = rf"(?:{pad}[469]|11)"
-    return d31, d30, d29, m31, m30, rf"{pad}2"
-
-
-def _md(sep: str, pad: str) -> str:
-    d31, d30, d29, m31, m30, m02 = _parts(pad)
-    s = re.escape(sep)
-    return f"(?:{m31}{s}{d31}|{m30}{s}{d30}|{m02}{s}{d29})"
-
-
-def _dm(sep: str, pad: str) -> str:
-    d31, d30, d29, m31, m30, m02 = _parts(pad)
-    s = re.escape(sep)
-    return f"(?:{d31}{s}{m31}|{d30}{s}{m30}|{d29}{s}{m02})"
-
-
-@dataclass(frozen=True, slots=True)
-class _Format:
-    """One candidate date or datetime shape."""
-
-    name: str
-    kind: ColumnKind
-    order: str  # ymd | dmy | mdy
-    pattern: str  # regex of one value
-    strptime: str
-    feb29: re.Pattern[str]  # finds the year of every 29 February in joined values
-    feb29_needles: tuple[str, ...]  # cheap substring test before running `feb29`
-
-
-def _date_formats(*, exact: bool) -> list[_Format]:
-    """The date and datetime shapes; `exact` ones only admit values their format writes back."""
-    pad = "0" if exact else "0?"
-    fraction = "{6}" if exact else "{1,6}"
-    times = [
-        (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]", "%H:%M"),
-        (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]", "%H:%M:%S"),
-        (rf"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{fraction}", "%H:%M:%S.%f"),
-    ]
-    out: list[_Format] = []
-    for sep in ("-", "/", "."):
-        s = re.escape(sep)
-        dates = [
-            (
-                "ymd",
-                rf"[0-9]{{4}}{s}{_md(sep, pad)}",
-                f"%Y{sep}%m{sep}%d",
-                rf"([0-9]{{4}}){s}0?2{s}29\b",
-                f"2{sep}29",
-            ),
-            (
-                "dmy",
-                rf"{_dm(sep, pad)}{s}[0-9]{{4}}",
-                f"%d{sep}%m{sep}%Y",
-                rf"(?<![0-9])29{s}0?2{s}([0-9]{{4}})",
-                f"29{sep}",
-            ),
-            (
-                "mdy",
-                rf"{_md(sep, pad)}{s}[0-9]{{4}}",
-                f"%m{sep}%d{sep}%Y",
-                rf"(?<![0-9])0?2{s}29{s}([0-9]{{4}})",
-                f"2{sep}29",
-            ),
-        ]
-        for order, pat, fmt, feb, needle in dates:
-            feb29 = re.compile(feb)
-            out.append(_Format(f"date {fmt}", ColumnKind.DATE, order, pat, fmt, feb29, (needle,)))
-            joiners = [" ", "T"] if (order == "ymd" and sep == "-") else [" "]
-            for joiner in joiners:
-                for tpat, tfmt in times:
-                    full = f"{fmt}{joiner}{tfmt}"
-                    out.append(
-                        _Format(
-                            f"datetime {full}",
-                            ColumnKind.DATETIME,
-                            order,
-                            f"{pat}{joiner}{tpat}",
-                            full,
-                            feb29,
-                            (needle,),
-                        )
-                    )
-    return out
-
-
-_FORMATS = _date_formats(exact=True)
-_LENIENT_FORMATS = _date_formats(exact=False)
+_FORMATS = FORMATS
+_LENIENT_FORMATS = LENIENT_FORMATS
 
 
 def _joined(pattern: str) -> re.Pattern[str]:
@@ -442,7 +349,7 @@ class TypeTracker:
             return text
         return ColumnType(chosen.kind, length=length, date_format=chosen.strptime)
 
-    def _pick_format(self, formats: list[_Format], proven: set[str]) -> _Format | None:
+    def _pick_format(self, formats: list[DateFormat], proven: set[str]) -> DateFormat | None:
         if not formats:
             return None
         orders = {f.order for f in formats}

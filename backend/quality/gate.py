@@ -24,8 +24,9 @@ from backend.db.engine import Database
 from backend.errors import IngestError, ValidationFailedError
 from backend.models import ColumnKind, ColumnType, LoadType, TablePlan
 from backend.policies import SensitiveAction, Severity, TablePolicy
+from backend.quality.describe import build_profile, fingerprint, previous_fingerprint
 from backend.quality.hook import run_hooks
-from backend.quality.profile import ProfileObserver, build_profile, fingerprint, previous_fingerprint
+from backend.quality.profile import ProfileObserver
 from backend.quality.sensitive import protect_staged, redact
 from backend.quality.validation import RuleContext, RuleResult, evaluate_rules
 

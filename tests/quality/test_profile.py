@@ -12,7 +12,8 @@ import pytest
 from backend.errors import ValidationFailedError
 from backend.load import stage
 from backend.models import TypePolicy
-from backend.quality.profile import DISTINCT_EXACT, ProfileObserver, build_profile
+from backend.quality.describe import build_profile
+from backend.quality.profile import DISTINCT_EXACT, ProfileObserver
 from tests.support import export_rows, make_settings, run_cli
 
 AMOUNTS = ["10.50", "20.25", "", "99.99", "0.01", "15.00"]

@@ -1,0 +1,111 @@
+"""The date and datetime shapes a column may have, as regular expressions and strptime formats.
+
+Exact shapes admit only values their strptime format writes back character for character (two-
+digit days and months, six-digit fractions); lenient ones (single values, e.g. for header
+detection) also take ``1/2/2024``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from backend.models import ColumnKind
+
+
+# Month/day pairs that exist in some year; 29 February is checked separately for leap years.
+# `pad` is "0?" for the lenient single-value shapes and "0" for columns (two digits, so that
+# the date format writes every value back as it was).
+def _parts(pad: str) -> tuple[str, str, str, str, str, str]:
+    d31 = rf"(?:{pad}[1-9]|[12][0-9]|3[01])"
+    d30 = rf"(?:{pad}[1-9]|[12][0-9]|30)"
+    d29 = rf"(?:{pad}[1-9]|1[0-9]|2[0-9])"
+    m31 = rf"(?:{pad}[13578]|1[02])"
+    m30 = rf"(?:{pad}[469]|11)"
+    return d31, d30, d29, m31, m30, rf"{pad}2"
+
+
+def _md(sep: str, pad: str) -> str:
+    d31, d30, d29, m31, m30, m02 = _parts(pad)
+    s = re.escape(sep)
+    return f"(?:{m31}{s}{d31}|{m30}{s}{d30}|{m02}{s}{d29})"
+
+
+def _dm(sep: str, pad: str) -> str:
+    d31, d30, d29, m31, m30, m02 = _parts(pad)
+    s = re.escape(sep)
+    return f"(?:{d31}{s}{m31}|{d30}{s}{m30}|{d29}{s}{m02})"
+
+
+@dataclass(frozen=True, slots=True)
+class DateFormat:
+    """One candidate date or datetime shape."""
+
+    name: str
+    kind: ColumnKind
+    order: str  # ymd | dmy | mdy
+    pattern: str  # regex of one value
+    strptime: str
+    feb29: re.Pattern[str]  # finds the year of every 29 February in joined values
+    feb29_needles: tuple[str, ...]  # cheap substring test before running `feb29`
+
+
+def date_formats(*, exact: bool) -> list[DateFormat]:
+    """The date and datetime shapes; `exact` ones only admit values their format writes back."""
+    pad = "0" if exact else "0?"
+    fraction = "{6}" if exact else "{1,6}"
+    times = [
+        (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]", "%H:%M"),
+        (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]", "%H:%M:%S"),
+        (rf"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{fraction}", "%H:%M:%S.%f"),
+    ]
+    out: list[DateFormat] = []
+    for sep in ("-", "/", "."):
+        s = re.escape(sep)
+        dates = [
+            (
+                "ymd",
+                rf"[0-9]{{4}}{s}{_md(sep, pad)}",
+                f"%Y{sep}%m{sep}%d",
+                rf"([0-9]{{4}}){s}0?2{s}29\b",
+                f"2{sep}29",
+            ),
+            (
+                "dmy",
+                rf"{_dm(sep, pad)}{s}[0-9]{{4}}",
+                f"%d{sep}%m{sep}%Y",
+                rf"(?<![0-9])29{s}0?2{s}([0-9]{{4}})",
+                f"29{sep}",
+            ),
+            (
+                "mdy",
+                rf"{_md(sep, pad)}{s}[0-9]{{4}}",
+                f"%m{sep}%d{sep}%Y",
+                rf"(?<![0-9])0?2{s}29{s}([0-9]{{4}})",
+                f"2{sep}29",
+            ),
+        ]
+        for order, pat, fmt, feb, needle in dates:
+            feb29 = re.compile(feb)
+            out.append(DateFormat(f"date {fmt}", ColumnKind.DATE, order, pat, fmt, feb29, (needle,)))
+            joiners = [" ", "T"] if (order == "ymd" and sep == "-") else [" "]
+            for joiner in joiners:
+                for tpat, tfmt in times:
+                    full = f"{fmt}{joiner}{tfmt}"
+                    out.append(
+                        DateFormat(
+                            f"datetime {full}",
+                            ColumnKind.DATETIME,
+                            order,
+                            f"{pat}{joiner}{tpat}",
+                            full,
+                            feb29,
+                            (needle,),
+                        )
+                    )
+    return out
+
+
+#: Shapes of typed columns (exact) and of single values (lenient).
+FORMATS = date_formats(exact=True)
+LENIENT_FORMATS = date_formats(exact=False)
