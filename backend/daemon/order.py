@@ -28,11 +28,13 @@ import structlog
 
 from backend import tracking
 from backend.daemon import folders as lifecycle
+from backend.daemon.runtime import Runtime
 from backend.daemon.stability import ReadyFile
 from backend.db.engine import Database
+from backend.errors import ConfigError
 from backend.models import LoadType
 from backend.naming import date_stamp, table_name_from_file
-from backend.policies import FullloadWins
+from backend.policies import FullloadWins, load_table_policy
 
 log = structlog.get_logger(__name__)
 
@@ -173,3 +175,36 @@ class TableOrder:
                 else (table_name_from_file(path, self._max_length), kind[1] is LoadType.FULLLOAD)
             )
         return self._tables[path]
+
+
+def current_or_version(rt: Runtime, table: str, path: Path, mtime: float, load_type: LoadType) -> Verdict:
+    """Whether this fullload replaces its table, by the table's `fullload_wins` policy (appends: yes)."""
+    if load_type is not LoadType.FULLLOAD:
+        return Verdict(True)
+    policy = load_table_policy(rt.settings.config_dir, table)
+    verdict = becomes_current(rt.db, table, path.name, mtime, policy.fullload_wins)
+    if not verdict.current:
+        log.warning("older than the table's current file; loading it as a version only", file=path.name,
+                    reason=verdict.reason)  # fmt: skip
+    return verdict
+
+
+def policy_valid(rt: Runtime, table: str) -> bool:
+    """Whether `table`'s policy file reads; if not, its files wait (never sent to error/ as bad data).
+
+    A policy edited while the daemon runs can hold a typo; the files are fine. The problem is
+    logged once per change of the error, and shown by /status, until the file is fixed.
+    """
+    try:
+        load_table_policy(rt.settings.config_dir, table)
+    except ConfigError as exc:
+        if rt.policy_problem(table, str(exc)):
+            log.error(
+                "files of this table wait: its policy file is invalid; they load once it is fixed",
+                table=table,
+                error=str(exc),
+            )
+        return False
+    if rt.policy_problem(table, None):
+        log.info("policy file valid again; loading the table's files", table=table)
+    return True

@@ -30,12 +30,11 @@ from backend import tracking
 from backend.daemon import claim
 from backend.daemon import folders as lifecycle
 from backend.daemon.cancel import cancel_checker, remove_cancel_marker
-from backend.daemon.order import Verdict, becomes_current
+from backend.daemon.order import current_or_version, policy_valid
 from backend.daemon.runtime import Runtime
 from backend.daemon.stability import ReadyFile
 from backend.errors import (
     CancelledError,
-    ConfigError,
     DatabaseUnavailableError,
     FileChangedError,
     FileRejectedError,
@@ -43,9 +42,8 @@ from backend.errors import (
     RetryableError,
 )
 from backend.load.loader import LoadHooks, load_file, rejects_file
-from backend.models import LoadRequest, LoadType
+from backend.models import LoadRequest, LoadResult
 from backend.naming import table_name_from_file
-from backend.policies import load_table_policy
 
 log = structlog.get_logger(__name__)
 
@@ -121,39 +119,9 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         )
         # From here on the data is committed: nothing below may mark the load failed.
         loaded_id, tracking_id = tracking_id, None
-        rt.metrics.record_file(
-            "loaded",
-            table=result.table,
-            rows=result.rows_loaded,
-            seconds=result.seconds,
-            finished_at=time.time(),
-        )
-        rt.remember(
-            {
-                "tracking_id": loaded_id,
-                "file": path.name,
-                "status": "loaded",
-                "table": result.table,
-                "rows": result.rows_loaded,
-            }
-        )
-        rt.outage.recovered()
-        move_loaded(rt, path, folder, loaded_id)
-        return Outcome.LOADED
+        return loaded(rt, path, folder, loaded_id, result)
     except RetryableError as exc:
-        rt.tracker.forget(path)
-        if isinstance(exc, DatabaseUnavailableError):
-            rt.outage.failed(exc)
-        rt.metrics.record_retry(exc.stage)
-        if tracking_id is not None:
-            # Make sure the attempt is closed (the loader cannot while the database is away, and
-            # does not when the file vanished before it was opened): an open row of ours would
-            # keep the file "held" forever.
-            close_attempt(rt, tracking_id, str(exc))
-        bound.warning("will retry", reason=str(exc), stage=exc.stage)
-        return Outcome.RETRY
-    except FileRejectedError as exc:
-        return reject(rt, path, folder, exc, tracking_id, kind)
+        return retry_later(rt, path, exc, tracking_id)
     except IngestError as exc:
         return reject(rt, path, folder, exc, tracking_id, kind)
     except Exception as exc:  # noqa: BLE001 - a bug must cost one file, never the daemon
@@ -173,37 +141,38 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         structlog.contextvars.unbind_contextvars("path", "load_type", "table", "tracking_id")
 
 
-def current_or_version(rt: Runtime, table: str, path: Path, mtime: float, load_type: LoadType) -> Verdict:
-    """Whether this fullload replaces its table, by the table's `fullload_wins` policy (appends: yes)."""
-    if load_type is not LoadType.FULLLOAD:
-        return Verdict(True)
-    policy = load_table_policy(rt.settings.config_dir, table)
-    verdict = becomes_current(rt.db, table, path.name, mtime, policy.fullload_wins)
-    if not verdict.current:
-        log.warning("older than the table's current file; loading it as a version only", file=path.name,
-                    reason=verdict.reason)  # fmt: skip
-    return verdict
+def loaded(rt: Runtime, path: Path, folder: Path, tracking_id: int, result: LoadResult) -> Outcome:
+    """A committed load: count it, remember it for /status, move the file to processed/."""
+    rt.metrics.record_file(
+        "loaded", table=result.table, rows=result.rows_loaded, seconds=result.seconds, finished_at=time.time()
+    )
+    rt.remember(
+        {
+            "tracking_id": tracking_id,
+            "file": path.name,
+            "status": "loaded",
+            "table": result.table,
+            "rows": result.rows_loaded,
+        }
+    )
+    rt.outage.recovered()
+    move_loaded(rt, path, folder, tracking_id)
+    return Outcome.LOADED
 
 
-def policy_valid(rt: Runtime, table: str) -> bool:
-    """Whether `table`'s policy file reads; if not, its files wait (never sent to error/ as bad data).
-
-    A policy edited while the daemon runs can hold a typo; the files are fine. The problem is
-    logged once per change of the error, and shown by /status, until the file is fixed.
-    """
-    try:
-        load_table_policy(rt.settings.config_dir, table)
-    except ConfigError as exc:
-        if rt.policy_problem(table, str(exc)):
-            log.error(
-                "files of this table wait: its policy file is invalid; they load once it is fixed",
-                table=table,
-                error=str(exc),
-            )
-        return False
-    if rt.policy_problem(table, None):
-        log.info("policy file valid again; loading the table's files", table=table)
-    return True
+def retry_later(rt: Runtime, path: Path, exc: RetryableError, tracking_id: int | None) -> Outcome:
+    """Not the file's fault (database away, file changed, shutting down): it stays and is tried again."""
+    rt.tracker.forget(path)
+    if isinstance(exc, DatabaseUnavailableError):
+        rt.outage.failed(exc)
+    rt.metrics.record_retry(exc.stage)
+    if tracking_id is not None:
+        # Make sure the attempt is closed (the loader cannot while the database is away, and
+        # does not when the file vanished before it was opened): an open row of ours would
+        # keep the file "held" forever.
+        close_attempt(rt, tracking_id, str(exc))
+    log.warning("will retry", file=path.name, reason=str(exc), stage=exc.stage)
+    return Outcome.RETRY
 
 
 def reject_entry(rt: Runtime, path: Path, reason: str) -> Outcome:
@@ -348,17 +317,8 @@ def reject(
     status = Outcome.CANCELLED if isinstance(exc, CancelledError) else Outcome.ERROR
     db = rt.db
     if tracking_id is None:
-        # Refused before any claim (unreadable, not a regular file, a hard link): it still
-        # gets its tracking row, and stays where it is until the database can take one.
-        is_reference, load_type = kind
-        request = LoadRequest(path=path, load_type=load_type, is_reference=is_reference)
-        try:
-            tracking_id = tracking.start(db, request, table=None, size=_size_of(path), mtime=None)
-        except IngestError as db_exc:
-            rt.tracker.forget(path)
-            if isinstance(db_exc, DatabaseUnavailableError):
-                rt.outage.failed(db_exc)
-            log.warning("refused file kept until its tracking row can be written", file=path.name)
+        tracking_id = _row_for_unclaimed(rt, path, kind)
+        if tracking_id is None:
             return Outcome.RETRY
     sidecar = {
         "reason": str(exc),
@@ -424,6 +384,21 @@ def reject(
         moved_to=str(moved),
     )
     return status
+
+
+def _row_for_unclaimed(rt: Runtime, path: Path, kind: tuple[bool, Any]) -> int | None:
+    """A tracking row for a file refused before any claim (unreadable, not a regular file, a hard
+    link); None when the database cannot take it now (the file then stays where it is)."""
+    is_reference, load_type = kind
+    request = LoadRequest(path=path, load_type=load_type, is_reference=is_reference)
+    try:
+        return tracking.start(rt.db, request, table=None, size=_size_of(path), mtime=None)
+    except IngestError as db_exc:
+        rt.tracker.forget(path)
+        if isinstance(db_exc, DatabaseUnavailableError):
+            rt.outage.failed(db_exc)
+        log.warning("refused file kept until its tracking row can be written", file=path.name)
+        return None
 
 
 def _size_of(path: Path) -> int | None:
