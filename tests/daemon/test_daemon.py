@@ -13,14 +13,6 @@ from tests.daemon.support import Daemon, data_files, drop, files_in, query, wait
 pytestmark = pytest.mark.daemon
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, db_url: str):
-    d = Daemon(tmp_path, db_url)
-    yield d
-    if d.alive():
-        d.terminate()
-
-
 def loaded_rows(d: Daemon, table: str) -> list[tuple]:
     return [
         tuple(r) for r in query(d.url, d.root, f"SELECT * FROM ref.{table} ORDER BY _load_id, _row_number")

@@ -13,14 +13,6 @@ from tests.load.test_formats import EXPECTED, write_csv_gz, write_xlsx
 pytestmark = pytest.mark.daemon
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, db_url: str):
-    d = Daemon(tmp_path, db_url)
-    yield d
-    if d.alive():
-        d.terminate()
-
-
 def place(writer, folder: Path, name: str) -> Path:
     """Write with the format's own tool under a hidden name, then rename into the drop folder."""
     hidden = writer(folder / f".{name}.part")

@@ -19,14 +19,6 @@ from tests.daemon.support import REPO, Daemon, data_files, drop, query, wait_for
 pytestmark = pytest.mark.daemon
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, db_url: str):
-    d = Daemon(tmp_path, db_url)
-    yield d
-    if d.alive():
-        d.terminate()
-
-
 def tables(d: Daemon) -> list[str]:
     rows = query(d.url, d.root, 'SELECT table_name, status FROM ref."File_Monitor_Tracking" ORDER BY id')
     return [r[0] for r in rows if r[1] == "loaded"]

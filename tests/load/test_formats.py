@@ -46,14 +46,6 @@ EXPECTED = [
 ]
 
 
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
-
-
 def tracking_row(db, tracking_id: int) -> dict:
     t = db.catalog.tracking
     with db.read() as conn:

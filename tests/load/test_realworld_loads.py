@@ -16,20 +16,12 @@ from backend.load.stacked import load_notes
 from backend.models import LoadRequest
 from backend.ops.export import export_table
 from backend.policies import load_table_policy
-from tests.support import export_rows, make_settings, open_db
+from tests.support import export_rows
 
 STACKED = (
     "Region,Stores,Revenue\nNorth,14,1203400\nSouth,22,2011000\n\n"
     "Store,Region,Staff,Revenue\nN01,North,14,95100\nN02,North,11,78800\nS01,South,19,120400\n"
 )
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str):
-    settings = make_settings(tmp_path, db_url)
-    db = open_db(settings)
-    yield settings, db
-    db.dispose()
 
 
 def policy(settings, table: str, text: str) -> None:
