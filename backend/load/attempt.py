@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from backend import tracking
 from backend.db.engine import Database
-from backend.errors import ArrowRefusedError, SchemaMismatchError, ValidationFailedError
+from backend.errors import ArrowRefusedError, RetryableError, SchemaMismatchError, ValidationFailedError
 from backend.load import versions
 from backend.load.context import Again, LoadContext, Outcome
 from backend.load.csv_python import Run, iter_rows
@@ -54,6 +54,9 @@ from backend.tracking import versions as catalogue
 
 log = structlog.get_logger(__name__)
 
+#: Plans made again when the table appeared or vanished meanwhile, before the load is retried later.
+REPLANS = 3
+
 
 def attempt(ctx: LoadContext, *, redo: SchemaPlan | None = None) -> Outcome | Again:
     """Load the file once. Returns `Again` when the plan must change (only once per load)."""
@@ -72,13 +75,23 @@ def _attempt(ctx: LoadContext, redo: SchemaPlan | None) -> Outcome | Again:
         plan = redo or _plan(conn, ctx)
         file_types = _file_types(ctx, plan)
         opened = _open_target(conn, ctx, plan, file_types)
-        while opened is None:
+        for _again in range(REPLANS):
+            if opened is not None:
+                break
             # Another load created (or restore dropped) the table between planning and the
             # publish lock: plan again against what is there now.
             conn.rollback()
+            db.forget_table(db.catalog.data_schema, ctx.table)
             plan = _plan(conn, ctx)
             file_types = _file_types(ctx, plan)
             opened = _open_target(conn, ctx, plan, file_types)
+        if opened is None:
+            conn.rollback()
+            raise RetryableError(
+                f"table {ctx.table} kept appearing and disappearing while this load planned; "
+                "it is tried again",
+                stage="load",
+            )
         target, version, fresh = opened
         try:
             stored = final_types(target, plan, file_types, fresh)
