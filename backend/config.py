@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     ingest_batch_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Upper bound of one batch's size in bytes."
     )
+    arrow_min_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="Files from this size on are read by the Arrow reader where the database takes Arrow.",
+    )
     empty_as_null: bool = Field(default=True, description="An empty cell is stored as NULL (else '').")
     allow_empty_fullload: bool = Field(
         default=False, description="Let a header-only file fullload (empty) a table."

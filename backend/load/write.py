@@ -145,6 +145,10 @@ def _reads_with_arrow(ctx: LoadContext) -> bool:
     """Whether this attempt reads the file with the Arrow reader (`arrow_csv.eligible`)."""
     if ctx.arrow_refused or ctx.records is not None or not ctx.db.adapter.arrow_native:
         return False
+    # Small files gain nothing from columnar parsing and would pay pyarrow's import and memory
+    # pool in every daemon that only ever sees them (a burst of small files stays lean).
+    if ctx.before.st_size < ctx.settings.arrow_min_bytes:
+        return False
     from backend.load.arrow_csv import eligible
 
     return eligible(ctx.detection, decode_errors=ctx.settings.decode_errors) is None

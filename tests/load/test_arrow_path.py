@@ -63,7 +63,11 @@ def _profile(db, tracking_id: int) -> dict:
 def _load(tmp_path: Path, db_url: str, name: str, rows, *, python: bool, **request) -> tuple:
     # DECODE_ERRORS=replace changes nothing for valid UTF-8 but keeps the load on the Python reader.
     settings = make_settings(
-        tmp_path / name, db_url, ingest_batch_size=700, **({"decode_errors": "replace"} if python else {})
+        tmp_path / name,
+        db_url,
+        ingest_batch_size=700,
+        arrow_min_bytes=0,  # these files are small; the Arrow reader must still take them
+        **({"decode_errors": "replace"} if python else {}),
     )
     db = open_db(settings)
     path = write_csv(tmp_path / f"{name}.csv", rows)
@@ -143,3 +147,19 @@ def test_misfits_end_the_same_way_on_both_readers(tmp_path: Path, db_url: str) -
         db.dispose()
     assert outcomes[0] == outcomes[1]
     assert "0x1" in str(outcomes[0])
+
+
+def test_files_below_arrow_min_bytes_stay_on_the_python_reader(tmp_path: Path, db_url: str) -> None:
+    """A small file is read by the csv module (no pyarrow import, no memory pool) unless the
+    threshold says otherwise; the same file over the threshold goes to Arrow."""
+    rows = _rows(50)
+    readers = []
+    for threshold in (1024 * 1024, 0):
+        settings = make_settings(tmp_path / str(threshold), db_url, arrow_min_bytes=threshold)
+        db = open_db(settings)
+        try:
+            result = load_file(db, settings, LoadRequest(path=write_csv(tmp_path / "small.csv", rows)))
+            readers.append(_staged(db, result.tracking_id)["reader"])
+        finally:
+            db.dispose()
+    assert readers == ["python", "arrow"]
