@@ -410,12 +410,11 @@ class BaseAdapter(ABC):
     ) -> Swap:
         """Make `new` the rows of ``ref.<table>``, the current version `old` kept (metadata only)."""
 
+    @abstractmethod
     def set_aside(
         self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int
     ) -> None:
-        """Where a new version is loaded is where it is kept (PostgreSQL, SQLite): nothing to move."""
-        if (new.schema or "", new.name) != self.kept_place(catalog, table, version):
-            raise NotImplementedError(f"{type(self).__name__} keeps versions elsewhere: override set_aside")
+        """Move the filled version `new` to `kept_place` without making it current."""
 
     @abstractmethod
     def protect_text(self, value: Any, action: str) -> Any:

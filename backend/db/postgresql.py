@@ -158,6 +158,13 @@ class PostgreSQLAdapter(BaseAdapter):
     def kept_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
         return self.version_place(catalog, table, version)
 
+    def set_aside(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int
+    ) -> None:
+        # PostgreSQL keeps a version where it was loaded (`kept_place` is `version_place`): it stays
+        # a table of its own, detached, until retention drops it.
+        return None
+
     def prepare_version(self, conn: Connection, new: sa.Table, version: int) -> None:
         """The CHECK that implies the partition bound: ATTACH then needs no validation scan."""
         preparer = conn.dialect.identifier_preparer

@@ -238,6 +238,13 @@ class SQLiteAdapter(BaseAdapter):
     def kept_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
         return self.version_place(catalog, table, version)
 
+    def set_aside(
+        self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int
+    ) -> None:
+        # SQLite keeps a version where it was loaded (`kept_place` is `version_place`): it stays
+        # a table of its own, detached, until retention drops it.
+        return None
+
     def swap_versions(
         self, conn: Connection, catalog: Catalog, *, table: str, new: sa.Table, version: int, old: int | None
     ) -> Swap:

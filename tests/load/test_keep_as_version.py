@@ -25,6 +25,12 @@ class TestKeepAsVersion:
         assert kept.backup_version == 2 and kept.rows_loaded == 2
         assert export_rows(db, "rates", version=2) == [["code", "rate"], ["EUR", "1"], ["USD", "9"]]
         assert kept_versions(db, "rates") == [2]
+        from backend.tracking import versions as catalogue
+
+        with db.read() as conn:
+            row = catalogue.version_of(conn, db, "rates", 2)
+        assert row is not None and row.state == catalogue.KEPT and not row.attached
+        assert (row.object_schema, row.object_name) == db.adapter.kept_place(db.catalog, "rates", 2)
         events = [
             r[0]
             for r in rows(
