@@ -106,33 +106,26 @@ def publish(
     cfg_inserted = (
         tracking.upsert_reference_cfg(conn, db, written.table, tracking_id) if is_reference else False
     )
-    tracking.mark_loaded(
+    return _record(
         conn,
         db,
-        tracking_id,
-        rows_loaded=written.rows,
+        written,
+        tracking_id=tracking_id,
+        tracking_values=tracking_values,
+        events=events,
         backup_version=backup_version,
-        reference_config_inserted=cfg_inserted,
-        column_types=tracking.encode_types(written.stored),
-        **tracking_values,
+        cfg_inserted=cfg_inserted,
+        final=(
+            "published",
+            {
+                "table": f"{schema}.{written.table}",
+                "rows": written.rows,
+                "load_type": written.load_type.value,
+                "version": written.version,
+                "backup_version": backup_version,
+            },
+        ),
     )
-    for name, details in events:
-        add_event(conn, db, tracking_id, name, details)
-    add_event(
-        conn,
-        db,
-        tracking_id,
-        "published",
-        {
-            "table": f"{schema}.{written.table}",
-            "rows": written.rows,
-            "load_type": written.load_type.value,
-            "version": written.version,
-            "backup_version": backup_version,
-        },
-    )
-    faults.hit("publish.before_commit")
-    return Published(written.rows, backup_version, cfg_inserted)
 
 
 def _keep(
@@ -155,29 +148,51 @@ def _keep(
         load_id=tracking_id,
         rows=written.rows,
     )
+    return _record(
+        conn,
+        db,
+        written,
+        tracking_id=tracking_id,
+        tracking_values=tracking_values,
+        # The table's definition did not change: no schema_evolved event.
+        events=[(name, details) for name, details in events if name != "schema_evolved"],
+        backup_version=version,
+        cfg_inserted=False,
+        final=(
+            tracking.KEPT_AS_VERSION,
+            {
+                "table": f"{db.catalog.data_schema}.{written.table}",
+                "rows": written.rows,
+                "backup_version": version,
+            },
+        ),
+    )
+
+
+def _record(
+    conn: Connection,
+    db: Database,
+    written: Written,
+    *,
+    tracking_id: int,
+    tracking_values: dict[str, Any],
+    events: Sequence[tuple[str, dict[str, Any]]],
+    backup_version: int | None,
+    cfg_inserted: bool,
+    final: tuple[str, dict[str, Any]],
+) -> Published:
+    """The tracking row flipped to ``loaded`` and the audit events, in the publish transaction."""
     tracking.mark_loaded(
         conn,
         db,
         tracking_id,
         rows_loaded=written.rows,
-        backup_version=version,
-        reference_config_inserted=False,
+        backup_version=backup_version,
+        reference_config_inserted=cfg_inserted,
         column_types=tracking.encode_types(written.stored),
         **tracking_values,
     )
-    for name, details in events:
-        if name != "schema_evolved":  # the table's definition did not change
-            add_event(conn, db, tracking_id, name, details)
-    add_event(
-        conn,
-        db,
-        tracking_id,
-        tracking.KEPT_AS_VERSION,
-        {
-            "table": f"{db.catalog.data_schema}.{written.table}",
-            "rows": written.rows,
-            "backup_version": version,
-        },
-    )
+    for name, details in (*events, final):
+        add_event(conn, db, tracking_id, name, details)
     faults.hit("publish.before_commit")
-    return Published(written.rows, version, False)
+    return Published(written.rows, backup_version, cfg_inserted)
