@@ -307,7 +307,9 @@ class StageResult:
     repaired_lines: tuple[int, ...] = ()
     rejected_lines: tuple[int, ...] = ()
     column_types: tuple[ColumnType, ...] = ()
-    #: Empty cells per column, counted in the staging table.
+    #: The longest value and the empty cells of every written column, as the file wrote them
+    #: (`load.measure`); empty when the rows were not counted on their way.
+    longest: tuple[int, ...] = ()
     empty_counts: tuple[int, ...] = ()
 
 

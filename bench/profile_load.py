@@ -23,8 +23,8 @@ convert                the batch loop of load/stage.py stream_records (ragged po
 check                  load/convert.py: typed values checked exactly (regex, RE2 on Arrow)
 infer types            TypeTracker.observe over every row (``--types infer`` only)
 profile stats          backend/profile.py: per-column statistics gathered while staging
-column stats           stage.column_stats: longest value and empty cells per column, one SQL
-                       scan of the staging table after the last batch
+column stats           longest value and empty cells per column, counted on
+                       the way to the database (load/measure.py)
 send                   rows into the staging table (executemany / COPY), incl. waiting
 validate               quality checks and profile of the staged rows
 publish                load/publish.py: catalogue and tracking rows, the commit
@@ -203,8 +203,10 @@ def _stage_of(f: Frame, callers: list[Frame], names: set[str]) -> str | None:
         g.function in ("rows", "arrow") for g in [f, *callers[-3:]]
     ):
         return "send"  # _ExecuteMany (executemany) or _ArrowCopy (COPY of Arrow-written CSV)
+    if module == "load/measure.py":
+        return "column stats"
     if module == "load/stage.py":
-        return "column stats" if f.function == "column_stats" else "convert"
+        return "convert"
     if module == "load/arrow_stage.py":
         return "convert"
     if module in ("load/publish.py", "load/versions.py"):

@@ -76,10 +76,6 @@ class DialectAdapter(Protocol):
 
     def column_type(self, column_type: ColumnType) -> sa.types.TypeEngine[Any]: ...
 
-    def value_length(self, value: Any) -> Any:
-        """SQL for the length of a staged text value, in the units its column width counts."""
-        ...
-
     def lock_for_publish(self, conn: Connection, table: sa.Table) -> None: ...
 
     def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
@@ -131,6 +127,10 @@ class DialectAdapter(Protocol):
     #: (PostgreSQL's COPY): only then does the load read with the Arrow reader. An executemany
     #: sink needs Python values anyway, and the csv module makes them faster (bench/RESULTS.md).
     arrow_native: ClassVar[bool]
+
+    #: A text column's width counts UTF-16 code units (SQL Server's NVARCHAR(n): a character
+    #: beyond U+FFFF takes two), not characters: `load.measure` sizes columns in these units.
+    utf16_widths: ClassVar[bool]
 
     def version_place(self, catalog: Catalog, table: str, version: int) -> tuple[str, str]:
         """(schema, name) of the table a new version of `table` is loaded into."""
@@ -270,9 +270,6 @@ class BaseAdapter(ABC):
             return sa.DateTime().with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
         return self.text_type(column_type.length)
 
-    def value_length(self, value: Any) -> Any:
-        return sa.func.length(value, type_=sa.Integer)
-
     def table_fingerprint(self, conn: Connection, schema: str, name: str) -> Hashable:
         # SQL Server: no live server here to prove a catalog query on, so always reflect in full.
         return UNKNOWN_FINGERPRINT
@@ -325,6 +322,7 @@ class BaseAdapter(ABC):
 
     commits_while_loading: ClassVar[bool] = True
     arrow_native: ClassVar[bool] = False
+    utf16_widths: ClassVar[bool] = False
 
     def insert_sql(self, conn: Connection, table: sa.Table, spec: WriteSpec) -> str:
         """``INSERT ... VALUES`` with one ``?`` per file value (converted in SQL) and the row number

@@ -81,9 +81,7 @@ class MSSQLAdapter(BaseAdapter):
 
     _alter_column = "ALTER TABLE {table} ALTER COLUMN {column} {type} NULL"
 
-    def value_length(self, value: Any) -> Any:
-        # LEN ignores trailing spaces; NVARCHAR(n) counts UTF-16 code units, two bytes each.
-        return sa.func.datalength(value, type_=sa.Integer) // 2
+    utf16_widths = True  # NVARCHAR(n) counts UTF-16 code units
 
     def parse_date(self, value: Any, target: sa.types.TypeEngine[Any], date_format: str) -> Any:
         style = _MSSQL_DATE_STYLES.get(date_format.split(" ")[0].split("T")[0])

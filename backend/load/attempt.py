@@ -39,7 +39,6 @@ from backend.load.plan import (
     version_columns,
 )
 from backend.load.publish import Published, Written, publish
-from backend.load.stage import column_stats
 from backend.load.write import commits_while_loading, write_rows
 from backend.models import (
     ColumnKind,
@@ -228,7 +227,7 @@ def _check_and_publish(
 ) -> Published:
     db, request, target = ctx.db, ctx.request, written.target
     rows = this_load(db, target, ctx.tracking_id, plan.columns, written.stored)
-    longest, empty = column_stats(conn, db, rows)
+    longest, empty = staged.longest, staged.empty_counts
     types = tuple(
         _with_length(written.stored.get(c, ColumnType()), n)
         for c, n in zip(plan.columns, longest, strict=True)

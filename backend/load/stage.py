@@ -15,11 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from backend.db.adapter import Sink
-from backend.db.engine import Database
 from backend.errors import RowError
 from backend.load.convert import Checker
 from backend.load.csv_python import Run
@@ -33,11 +29,6 @@ class TypeObserver(Protocol):
     def observe(self, values: list[str]) -> None: ...
 
     def result(self) -> tuple[ColumnType, ...]: ...
-
-
-#: Columns per statement when the stage's lengths and empty cells are counted: two expressions a
-#: column stay within PostgreSQL's 1,664 result columns.
-STATS_COLUMNS = 400
 
 
 @dataclass
@@ -143,27 +134,6 @@ def stream_records(
             gc.enable()
         shape.close()
     return batcher.result(shape)
-
-
-def column_stats(conn: Connection, db: Database, stage: sa.FromClause) -> tuple[list[int], list[int]]:
-    """The longest value and the number of empty cells of every column of this load's rows.
-
-    Counted by the database in one scan rather than per value in Python (a third of the loop's
-    time, bench/RESULTS.md); `stage` presents the rows as text (`this_load`).
-    """
-    columns = [c for c in stage.columns if c.name != "_row_number"]
-    longest: list[int] = []
-    empty: list[int] = []
-    for start in range(0, len(columns), STATS_COLUMNS):
-        exprs: list[Any] = []
-        for column in columns[start : start + STATS_COLUMNS]:
-            length = db.adapter.value_length(column)
-            exprs.append(sa.func.coalesce(sa.func.max(length), 0))
-            exprs.append(sa.func.coalesce(sa.func.sum(sa.case((length == 0, 1), else_=0)), 0))
-        row = conn.execute(sa.select(*exprs).select_from(stage)).one()
-        longest.extend(int(v) for v in row[0::2])
-        empty.extend(int(v) for v in row[1::2])
-    return longest, empty
 
 
 def _fill(batcher: _Batcher, shape: _Shape, records: Iterable[Run | Record], batch_rows: int) -> None:

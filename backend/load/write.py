@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from backend.errors import EmptyFileError
 from backend.load.context import Again, LoadContext
 from backend.load.convert import Checker
 from backend.load.csv_python import iter_runs
+from backend.load.measure import Measured
 from backend.load.misfits import settle_misfits
 from backend.load.plan import SchemaPlan
 from backend.load.source import HashingReader, check_unchanged
@@ -65,6 +67,8 @@ def write_rows(
     on_batch = _on_batch(conn, ctx, commits)
     keep = [ctx.columns.index(c) for c in plan.columns]
     with db.adapter.writer(conn, target, spec) as sink:
+        measured = Measured(sink, len(plan.columns), utf16=db.adapter.utf16_widths)
+        sink = measured
         if keep != list(range(len(ctx.columns))):
             sink = _Project(sink, keep)  # ignore_extra: the file's extra columns are not written
         if reader == "arrow":
@@ -138,7 +142,7 @@ def write_rows(
         ),
     )
     ctx.extra_tracking["file_hash"] = hashing.sha256.hexdigest()
-    return staged
+    return replace(staged, longest=tuple(measured.longest), empty_counts=tuple(measured.empty))
 
 
 def _reads_with_arrow(ctx: LoadContext) -> bool:

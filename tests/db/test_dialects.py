@@ -211,10 +211,3 @@ class TestCopyValues:
         text = pa.array(["a\tb", "", "x,y"])
         assert copy_values(text, None, False).to_pylist() == ["a\tb", "", "x,y"]
         assert copy_values(text, None, True).to_pylist() == ["a\tb", None, "x,y"]
-
-
-class TestValueLength:
-    def test_sql_server_counts_utf16_units_including_trailing_spaces(self):
-        """LEN would drop trailing spaces: the stage's lengths use DATALENGTH / 2 on SQL Server."""
-        sql = str(MSSQLAdapter().value_length(sa.column("v")).compile(dialect=MSSQL))
-        assert sql.replace(" ", "") == "datalength(v)/?" and "CAST" not in sql

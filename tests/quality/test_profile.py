@@ -10,7 +10,6 @@ from typing import ClassVar
 import pytest
 
 from backend.errors import ValidationFailedError
-from backend.load import stage
 from backend.models import TypePolicy
 from backend.quality.describe import build_profile
 from backend.quality.profile import DISTINCT_EXACT, ProfileObserver
@@ -271,9 +270,8 @@ class TestEmptyCountsFromTheStage:
         assert (ident["nulls"], flag["nulls"]) == (0, 2731)
         assert profile["sampled_rows"] == 100 + 8092 // 4
 
-    def test_lengths_and_empty_cells_are_counted_in_the_stage_in_column_chunks(self, env, monkeypatch):
-        """Column lengths and NULL counts come from the staging table, a few columns per query."""
-        monkeypatch.setattr(stage, "STATS_COLUMNS", 2)
+    def test_lengths_and_empty_cells_are_counted_while_the_rows_are_written(self, env):
+        """Column lengths (in characters) and empty counts of every row reach the profile."""
         header = ["a", "b", "c", "d", "e"]
         rows = [["x" * (i + 1), "", "é" * 3, "" if i % 2 else "y", "z"] for i in range(5)]
         env.load(env.csv("wide.csv", [header, *rows]))
