@@ -47,12 +47,18 @@ class Measured:
         import pyarrow.compute as pc
 
         for i, column in enumerate(columns):
-            if len(column):
-                lengths = pc.utf8_length(column)
+            if not len(column):
+                continue
+            octets = pc.binary_length(column)  # a tenth of utf8_length's cost
+            self.empty[i] += pc.equal(octets, 0).true_count  # pc.sum of booleans: 8x slower
+            # A value has at most as many characters as bytes: only values with more bytes than
+            # the longest so far can be longer, and only they are counted in characters.
+            longer = pc.filter(column, pc.greater(octets, self.longest[i]))
+            if len(longer):
+                lengths = pc.utf8_length(longer)
                 if self._utf16:
-                    lengths = pc.add(lengths, pc.count_substring_regex(column, _ASTRAL))
+                    lengths = pc.add(lengths, pc.count_substring_regex(longer, _ASTRAL))
                 self.longest[i] = max(self.longest[i], pc.max(lengths).as_py() or 0)
-                self.empty[i] += pc.sum(pc.equal(lengths, 0)).as_py() or 0
         self._sink.arrow(first, columns)
 
     @staticmethod
