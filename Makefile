@@ -53,7 +53,8 @@ lint: dev-deps ## ruff check + ruff format --check
 typecheck: dev-deps ## mypy, strict on backend/
 	$(VENV)/bin/mypy
 
-bench: dev-deps ## Run the load benchmarks (bench/run)
+bench: dev-deps ## Run the load benchmarks (bench/run); ours runs in bench/.venv-runtime (runtime requirements only)
+	bench/setup_runtime.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bench/run
 
 clean: ## Remove caches and build output (keeps .venv, data/ and dropoff/)

@@ -40,6 +40,7 @@ from typing import Any
 
 from bench.generate import COLUMNS, Generated, Spec, format_size, generate, parse_size
 from bench.measure import machine_info, run_measured
+from bench.product import has_pandas, product_python
 from bench.runner import PgTarget, _pg_exec, _product_env, postgres_target, psql_copy_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ def _ours(policy: str) -> Callable[[Slot], list[str]]:
     def command(slot: Slot) -> list[str]:
         url = f"sqlite:///{slot.folder / 'refdata.db'}" if slot.db == "sqlite" else slot.server.url(DATABASE)
         return [
-            sys.executable, "-m", "backend", "--env-file", os.devnull,
+            product_python(), "-m", "backend", "--env-file", os.devnull,
             "load", str(slot.data.path), "--table", slot.table, "--mode", "fullload", "--types", policy,
             "--database-url", url, "--json",
         ]  # fmt: skip
@@ -603,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info(sys.executable)
     machine["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     machine["peers"] = versions()
+    machine["product_python"] = product_python()
+    machine["product_has_pandas"] = has_pandas(product_python())
     _say(f"machine: {machine}")
     files = [generate(Spec(size_bytes=size)) for size in sorted(sizes)]
     try:

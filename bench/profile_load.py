@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generate import Spec, generate, parse_size
+from bench.product import product_python
 from bench.runner import REPO, _product_env
 
 STAGES = (
@@ -303,7 +304,7 @@ def profile_once(
     try:
         with contextlib.ExitStack() as stack:
             url = args.database_url or stack.enter_context(database_url(args.database, workdir))
-            load = [sys.executable, "-m", "backend", "--env-file", os.devnull, "load", str(path),
+            load = [product_python(), "-m", "backend", "--env-file", os.devnull, "load", str(path),
                     "--table", f"profile_{args.types}", "--types", args.types, "--database-url", url,
                     "--json"]  # fmt: skip
             # The same database state as in the benchmark: the table already holds the file.

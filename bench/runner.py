@@ -47,6 +47,7 @@ from typing import Any
 
 from bench.generate import COLUMNS, DELIMITER_ALIASES, Generated, Spec, format_size, generate, parse_size
 from bench.measure import CommandError, Run, machine_info, run_measured
+from bench.product import has_pandas, product_python
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "out"
@@ -217,7 +218,7 @@ def _say(text: str) -> None:
 def ours_command(ctx: Context, data: Generated, url: str, table: str, mode: str, policy: str) -> list[str]:
     """``python -m backend load`` exactly as an operator runs it (no .env, explicit URL)."""
     return [
-        ctx.python, "-m", "backend", "--env-file", os.devnull,
+        product_python(), "-m", "backend", "--env-file", os.devnull,
         "load", str(data.path), "--table", table, "--mode", mode, "--types", policy,
         "--database-url", url, "--json",
     ]  # fmt: skip
@@ -731,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info(ctx.python)
     # Other work on the machine skews every number; the load average says how quiet it was.
     machine["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    machine["product_python"] = product_python()
+    machine["product_has_pandas"] = has_pandas(product_python())
     _say(f"machine: {machine}")
     _say(f"work folder: {workdir}")
     files: list[Generated] = []
@@ -786,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
                     _pg_exec(target, "postgres", 'DROP DATABASE IF EXISTS "bench_daemon" WITH (FORCE)',
                              'CREATE DATABASE "bench_daemon" TEMPLATE template0')  # fmt: skip
                     daemon_result["postgresql"] = bench_daemon(
-                        ctx.python, ctx.env, workdir / "daemon-postgresql", target.url("bench_daemon")
+                        product_python(), ctx.env, workdir / "daemon-postgresql", target.url("bench_daemon")
                     )
         for name, url in extra_targets:
             for data in files:
@@ -800,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
         if "sqlite" in daemon_dbs:
             from bench.daemon import bench_daemon
 
-            daemon_result["sqlite"] = bench_daemon(ctx.python, ctx.env, workdir / "daemon-sqlite")
+            daemon_result["sqlite"] = bench_daemon(product_python(), ctx.env, workdir / "daemon-sqlite")
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
