@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import URL, Connection, Engine
 
+from backend import faults
 from backend.db.expressions import iso_castable, literal_sql
 from backend.models import ColumnKind, ColumnType
 
@@ -463,6 +464,7 @@ class _ExecuteMany:
         for number, row in enumerate(rows, first):
             row.append(number)  # type: ignore[attr-defined]
         self._adapter.execute_batch(self._cursor, self._sql, rows)
+        faults.hit("write.batch")
 
     def arrow(self, first: int, columns: Sequence[Any]) -> None:
         # to_numpy().tolist() makes the str objects 4-5x faster than to_pylist (measured); the
@@ -472,3 +474,4 @@ class _ExecuteMany:
         self._adapter.execute_batch(
             self._cursor, self._sql, list(zip(*cells, range(first, first + count), strict=True))
         )
+        faults.hit("write.batch")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from backend import faults
 from backend.db.adapter import (
     BaseAdapter,
     ProcedureStatements,
@@ -162,9 +163,16 @@ class MSSQLAdapter(BaseAdapter):
         """``ALTER TABLE ... SWITCH``: metadata only when both sides have the same columns and
         indexes on one filegroup. The current rows switch into an empty copy in bkp, the new rows
         into the emptied ``ref.<table>``; a changed definition renames the new table in instead."""
-        for statement in swap_statements(
+        statements = swap_statements(
             conn.dialect, catalog, table, new, version, old, self.same_definition(conn, catalog, table, new)
-        ):
+        )
+        # The replaced rows' copy and switch-out come first (none for a first version): the
+        # fault point sits where ref.<table> is empty and the new rows are not in yet.
+        moved_out = 2 if old is not None else 0
+        for statement in statements[:moved_out]:
+            conn.exec_driver_sql(statement)
+        faults.hit("publish.swap")
+        for statement in statements[moved_out:]:
             conn.exec_driver_sql(statement)
         return Swap()
 

@@ -20,6 +20,7 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from backend import faults
 from backend.db.adapter import (
     BaseAdapter,
     Rows,
@@ -186,6 +187,7 @@ class PostgreSQLAdapter(BaseAdapter):
         if old is not None:
             old_name = self._quoted(preparer, catalog, table, old)
             conn.exec_driver_sql(f"ALTER TABLE {live} DETACH PARTITION {old_name}")
+        faults.hit("publish.swap")
         # The parent has no partition now: changing its columns to the new definition costs nothing.
         _align_columns(conn, live, new_name)
         conn.exec_driver_sql(f"ALTER TABLE {live} ATTACH PARTITION {new_name} FOR VALUES IN ({int(version)})")
@@ -332,6 +334,7 @@ class _ArrowCopy:
             self._open = self._cursor.copy(self._statement)
             self._copy = self._open.__enter__()
         self._copy.write(memoryview(sink.getvalue()))
+        faults.hit("write.batch")
 
     def close(self, exc: BaseException | None) -> None:
         """End the open COPY: commit its rows, or abort it (CopyFail) when `exc` is given."""

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 
+from backend import faults
 from backend.db.adapter import (
     UNKNOWN_FINGERPRINT,
     BaseAdapter,
@@ -262,6 +263,7 @@ class SQLiteAdapter(BaseAdapter):
                 conn.exec_driver_sql(
                     f"ALTER TABLE {schema}.{preparer.quote(table)} RENAME TO {preparer.quote(kept)}"
                 )
+            faults.hit("publish.swap")
             conn.exec_driver_sql(
                 f"ALTER TABLE {preparer.format_table(new)} RENAME TO {preparer.quote(table)}"
             )

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection
 
+from backend import faults
 from backend.db.engine import Database
 from backend.tracking import versions as catalogue
 from backend.tracking.versions import CURRENT, KEPT, VersionRow
@@ -128,6 +129,7 @@ def prune(conn: Connection, db: Database, table: str, keep: int) -> list[int]:
     dropped = []
     for row in kept[: max(0, len(kept) - keep)]:
         drop_version_table(conn, db, row.object_schema, row.object_name)
+        faults.hit("retention.prune")
         catalogue.move_version(conn, db, row, state=catalogue.DROPPED)
         dropped.append(row.version)
     return dropped

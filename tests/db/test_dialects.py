@@ -170,9 +170,14 @@ class _RecordingConnection:
     def __init__(self, dialect: sa.engine.Dialect) -> None:
         self.dialect = dialect
         self.sql: list[str] = []
+        self.params: list[dict[str, object]] = []
 
     def exec_driver_sql(self, statement: str) -> None:
         self.sql.append(statement)
+
+    def execute(self, statement: sa.ClauseElement, params: dict[str, object] | None = None) -> None:
+        self.sql.append(str(statement.compile(dialect=self.dialect)))
+        self.params.append(params or {})
 
 
 class TestRawSqlServerStatements:
@@ -211,3 +216,160 @@ class TestCopyValues:
         text = pa.array(["a\tb", "", "x,y"])
         assert copy_values(text, None, False).to_pylist() == ["a\tb", "", "x,y"]
         assert copy_values(text, None, True).to_pylist() == ["a\tb", None, "x,y"]
+
+
+def _mssql_2019() -> sa.engine.Dialect:
+    """The pyodbc dialect as it is once connected to SQL Server 2019: unconnected, SQLAlchemy assumes
+    a server older than 2008 and compiles a DATE column as DATETIME."""
+    dialect = mssql_pyodbc.dialect(paramstyle="qmark", deprecate_large_types=True)
+    dialect.server_version_info = (15, 0)
+    return dialect
+
+
+CATALOG = SimpleNamespace(data_schema="ref", backup_schema="bkp")
+
+
+class TestSqlServerVersionStatements:
+    def test_setting_a_version_aside_transfers_its_table_to_bkp_under_the_same_name(self):
+        """A fullload older than the current one is kept by one ALTER SCHEMA ... TRANSFER (metadata
+        only), to the place `kept_place` names."""
+        conn = _RecordingConnection(MSSQL)
+        new = sa.Table("rates__v3", sa.MetaData(), schema="ref")
+        adapter = MSSQLAdapter()
+        adapter.set_aside(conn, CATALOG, table="rates", new=new, version=3)  # type: ignore[arg-type]
+        assert conn.sql == ["ALTER SCHEMA bkp TRANSFER ref.rates__v3"]
+        assert adapter.kept_place(CATALOG, "rates", 3) == ("bkp", "rates__v3")  # type: ignore[arg-type]
+
+    def test_set_aside_quotes_a_reserved_schema_name(self):
+        """A backup schema named like a T-SQL keyword is bracket-quoted in the TRANSFER."""
+        conn = _RecordingConnection(MSSQL)
+        catalog = SimpleNamespace(data_schema="ref", backup_schema="user")
+        new = sa.Table("rates__v3", sa.MetaData(), schema="ref")
+        MSSQLAdapter().set_aside(conn, catalog, table="rates", new=new, version=3)  # type: ignore[arg-type]
+        assert conn.sql == ["ALTER SCHEMA [user] TRANSFER ref.rates__v3"]
+
+    def test_a_first_version_is_renamed_into_place(self):
+        """With no current version there is nothing to switch out: the new table takes the live name."""
+        new = sa.Table("rates__v1", sa.MetaData(), schema="ref")
+        assert swap_statements(MSSQL, CATALOG, "rates", new, 1, None, False) == [
+            "EXEC sp_rename N'ref.rates__v1', N'rates'"
+        ]
+
+    def test_the_swap_keeps_the_replaced_version_where_kept_place_says(self):
+        """The SWITCH target of the replaced rows is the name the catalogue records for it, also when a
+        long table name is shortened to 128 characters."""
+        table = "t" * 126
+        new = sa.Table(f"{table}__v3", sa.MetaData(), schema="ref")
+        statements = swap_statements(MSSQL, CATALOG, table, new, 3, 2, True)
+        schema, name = MSSQLAdapter().kept_place(CATALOG, table, 2)  # type: ignore[arg-type]
+        assert len(name) <= 128
+        assert statements[0] == f"SELECT TOP 0 * INTO {schema}.{name} FROM ref.{table}"
+        assert statements[1].startswith(f"ALTER TABLE ref.{table} SWITCH TO {schema}.{name} WITH (")
+
+    def test_a_changed_definition_drops_the_emptied_live_table_before_renaming(self):
+        """With other columns the new table cannot SWITCH in: the emptied ref table is dropped and the new
+        one renamed, after the current rows switched out to bkp."""
+        new = sa.Table("rates__v3", sa.MetaData(), schema="ref")
+        assert swap_statements(MSSQL, CATALOG, "rates", new, 3, 2, False) == [
+            "SELECT TOP 0 * INTO bkp.rates__v2 FROM ref.rates",
+            "ALTER TABLE ref.rates SWITCH TO bkp.rates__v2 WITH (WAIT_AT_LOW_PRIORITY "
+            "(MAX_DURATION = 1 MINUTES, ABORT_AFTER_WAIT = SELF))",
+            "DROP TABLE ref.rates",
+            "EXEC sp_rename N'ref.rates__v3', N'rates'",
+        ]
+
+    def test_an_earlier_release_table_gets_its_version_column_as_metadata(self):
+        """Adopting a table of an earlier release adds ``_version`` with a constant default."""
+        conn = _RecordingConnection(MSSQL)
+        table = sa.Table("rates", sa.MetaData(), sa.Column("c", sa.Unicode(10)), schema="ref")
+        MSSQLAdapter().add_version_column(conn, table, 4)  # type: ignore[arg-type]
+        assert conn.sql == ["ALTER TABLE ref.rates ADD _version INTEGER NOT NULL DEFAULT 4"]
+
+
+class TestSqlServerLoadStatements:
+    def test_retyping_a_column_keeps_its_place_through_a_scratch_column(self):
+        """A column changing type: values converted into a scratch column, the column altered in
+        place, the values moved back, the scratch dropped (five statements, names quoted)."""
+        conn = _RecordingConnection(_mssql_2019())
+        table = sa.Table("rates", sa.MetaData(), sa.Column("d]x", sa.Unicode(10)), schema="ref")
+        adapter = MSSQLAdapter()
+        using = adapter.parse_date(table.c["d]x"], sa.Date(), "%d/%m/%Y")
+        adapter.retype_column(conn, table, "d]x", sa.Date(), using)  # type: ignore[arg-type]
+        assert conn.sql == [
+            "ALTER TABLE ref.rates ADD [d]]x__retype] DATE NULL",
+            "UPDATE ref.rates SET [d]]x__retype] = convert(DATE, ref.rates.[d]]x], 103)",
+            "ALTER TABLE ref.rates ALTER COLUMN [d]]x] DATE NULL",
+            "UPDATE ref.rates SET [d]]x] = [d]]x__retype]",
+            "ALTER TABLE ref.rates DROP COLUMN [d]]x__retype]",
+        ]
+
+    def test_publishers_of_one_table_serialise_on_a_transaction_owned_application_lock(self):
+        """The publish lock is sp_getapplock owned by the transaction, named after the table, and a
+        refusal (negative return code) raises instead of publishing unlocked."""
+        conn = _RecordingConnection(MSSQL)
+        MSSQLAdapter().serialize_publish(conn, "ref", "rates")  # type: ignore[arg-type]
+        (sql,) = conn.sql
+        assert "EXEC @rc = sp_getapplock @Resource = ?, @LockMode = 'Exclusive'" in sql
+        assert "@LockOwner = 'Transaction'" in sql and "IF @rc < 0 THROW 51000" in sql
+        assert conn.params == [{"name": "refdata:ref.rates"}]
+
+    def test_a_temporary_view_is_a_derived_table_and_creates_nothing(self):
+        """SQL Server has no temporary views: the rules read the query as a derived table instead."""
+        conn = _RecordingConnection(MSSQL)
+        table = sa.Table("rates__v2", sa.MetaData(), sa.Column("code", sa.Unicode(10)), schema="ref")
+        adapter = MSSQLAdapter()
+        view = adapter.temporary_view(
+            conn, "refdata_stage", sa.select(table.c.code).where(table.c.code != "")
+        )  # type: ignore[arg-type]
+        adapter.drop_temporary_views(conn, ["refdata_stage"])  # type: ignore[arg-type]
+        assert (
+            view == "(SELECT ref.rates__v2.code \nFROM ref.rates__v2 \nWHERE ref.rates__v2.code != N'') "
+            "AS refdata_stage"
+        )
+        assert conn.sql == []
+
+    def test_hashing_and_masking_compile_to_t_sql(self):
+        """Hashing takes the UTF-8 bytes (a UTF-8 collation, SQL Server 2019+) through HASHBYTES; masking
+        uses LEN and REPLICATE; NULL and '' stay as they are in both."""
+        value = sa.column("v", sa.Unicode(10))
+        adapter = MSSQLAdapter()
+
+        def sql(expression: object) -> str:
+            return str(expression.compile(dialect=MSSQL, compile_kwargs={"literal_binds": True}))  # type: ignore[attr-defined]
+
+        assert sql(adapter.protect_text(value, "hash")) == (
+            "CASE WHEN (v IS NULL OR v = N'') THEN v ELSE lower(convert(VARCHAR(64), hashbytes('SHA2_256', "
+            "CAST(v COLLATE Latin1_General_100_CI_AS_SC_UTF8 AS VARCHAR(max))), 2)) END"
+        )
+        assert sql(adapter.protect_text(value, "mask")) == (
+            "CASE WHEN (v IS NULL OR v = N'') THEN v ELSE CASE WHEN (LEN(v) > 4) THEN "
+            "concat(replicate('*', LEN(v) - 4), right(v, 4)) ELSE replicate('*', LEN(v)) END END"
+        )
+
+    def test_dates_are_written_back_in_the_files_format_with_format(self):
+        """Export and the rules see a date in the file's own layout: FORMAT with a .NET pattern whose
+        separators are escaped; a datetime without a format is ISO."""
+        value = sa.column("v")
+        adapter = MSSQLAdapter()
+
+        def sql(column_type: ColumnType) -> str:
+            return str(
+                adapter.render_text(value, column_type).compile(
+                    dialect=MSSQL, compile_kwargs={"literal_binds": True}
+                )
+            )
+
+        assert (
+            sql(ColumnType(ColumnKind.DATE, date_format="%d/%m/%Y")) == r"format(v, 'dd\/MM\/yyyy', 'en-US')"
+        )
+        assert sql(ColumnType(ColumnKind.DATETIME)) == r"format(v, 'yyyy\-MM\-dd HH\:mm\:ss', 'en-US')"
+        assert sql(ColumnType(ColumnKind.DECIMAL, precision=10, scale=2)) == "CAST(v AS NVARCHAR(max))"
+
+    def test_a_date_format_without_a_convert_style_is_refused(self):
+        """A format SQL Server's CONVERT has no style for is a ConfigError (load the column as text), and a
+        datetime keeps its date part's style."""
+        adapter = MSSQLAdapter()
+        with pytest.raises(ConfigError, match="CONVERT style"):
+            adapter.parse_date(sa.column("v"), sa.Date(), "%Y%m%d")
+        converted = adapter.parse_date(sa.column("v"), sa.DateTime(), "%d.%m.%Y %H:%M")
+        assert str(converted.compile(dialect=MSSQL)) == "convert(DATETIME2, v, 104)"

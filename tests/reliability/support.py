@@ -608,8 +608,9 @@ class Campaign:
                     f"checksum equal: {got == current.digest}"
                 )
             versions = self._bkp_versions(table)
+            pruned = self._pruned_loads(table)
             for load_id, drop in drops.items():
-                if load_id == live_ids[0]:
+                if load_id == live_ids[0] or load_id in pruned:
                     continue
                 version = versions.get(load_id)
                 if version is None:
@@ -628,6 +629,14 @@ class Campaign:
         with self.db.engine.connect() as conn:
             kept = [v for v in versions.versions_of(conn, self.db, table) if v.state == versions.KEPT]
         return {v.load_id: v.version for v in kept}
+
+    def _pruned_loads(self, table: str) -> set[int]:
+        """Loads whose version retention (KEEP_VERSIONS) dropped: neither live nor kept, by design."""
+        from backend.tracking import versions
+
+        with self.db.engine.connect() as conn:
+            every = versions.versions_of(conn, self.db, table, include_dropped=True)
+        return {v.load_id for v in every if v.state == versions.DROPPED}
 
     def _export_digest(self, table: str, version: int | None = None) -> tuple[str, int]:
         sink = _DigestSink()
