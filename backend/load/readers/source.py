@@ -70,9 +70,9 @@ def sniff(path: Path, raw: IO[bytes]) -> FormatGuess | None:
     Uncompressed text is CSV unless its name says JSON (or it has no name ending we know and
     starts like JSON): a CSV whose first cell starts with ``{`` stays a CSV.
     """
-    import os
+    from backend.files import read_at
 
-    head = os.pread(raw.fileno(), HEAD_BYTES, 0)
+    head = read_at(raw.fileno(), HEAD_BYTES, 0)
     binary = head.startswith(_BINARY_MAGIC) or head.startswith(_OLE_MAGIC)
     if not binary:
         named = FORMAT_SUFFIXES.get(Path(path.name.lower()).suffix)
