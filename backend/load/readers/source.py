@@ -86,7 +86,13 @@ def sniff(path: Path, raw: IO[bytes]) -> FormatGuess | None:
 
 
 def open_source(
-    path: Path, raw: IO[bytes], settings: Settings, guess: FormatGuess, *, sheet: str | int | None
+    path: Path,
+    raw: IO[bytes],
+    settings: Settings,
+    guess: FormatGuess,
+    *,
+    sheet: str | int | None,
+    trailer_detection: bool = True,
 ) -> FormatSource:
     """Detect a non-CSV file and build its records factory.
 
@@ -96,6 +102,9 @@ def open_source(
         settings: batch size, decode errors, type policy, decompression limits.
         guess: `sniff`'s answer.
         sheet: the table's ``sheet:`` policy (workbooks only).
+        trailer_detection: the table's ``trailer_detection:`` policy (workbooks: rows read as a
+            CSV's records are; compressed CSV as plain CSV; JSON and Parquet have no rows that
+            are not records).
 
     Raises:
         FileRejectedError: the subclasses in `readers.errors` (format, encryption, bombs, damage).
@@ -106,11 +115,13 @@ def open_source(
     if guess.mismatch:
         log.warning("format differs from its name", file=path.name, reason=guess.mismatch)
     if guess.format is Format.CSV and guess.compression is not None:
-        return _compressed_csv(path, raw, settings, guess, guess.compression, limits)
+        return _compressed_csv(path, raw, settings, guess, guess.compression, limits, trailer_detection)
     if guess.format in (Format.XLSX, Format.XLSM, Format.XLS):
         from backend.load.readers.workbook import open_workbook
 
-        detection, records = open_workbook(path, raw, settings, guess, limits, sheet)
+        detection, records = open_workbook(
+            path, raw, settings, guess, limits, sheet, trailer_detection=trailer_detection
+        )
         return FormatSource(guess, detection, records)
     if guess.format is Format.PARQUET:
         return _parquet(path, raw, settings, guess)
@@ -181,6 +192,7 @@ def _compressed_csv(
     guess: FormatGuess,
     compression: Compression,
     limits: DecompressionLimits,
+    trailer_detection: bool,
 ) -> FormatSource:
     from backend.load.readers.textsample import detect_decompressed
 
@@ -188,7 +200,7 @@ def _compressed_csv(
         view = open_view(raw)
         return open_decompressed(view, compression, name=path.name, limits=limits, close_source=True).stream
 
-    found = detect_decompressed(path, decompressed, settings)
+    found = detect_decompressed(path, decompressed, settings, trailer_detection=trailer_detection)
     warnings = (f"read as {guess.format}: {guess.mismatch}",) if guess.mismatch else ()
     detection = _with(
         found,
@@ -354,7 +366,8 @@ def detect_file(
         guess = sniff(path, raw)
         if guess is None:
             return detect(path, settings, source=raw, **choices)
-        return open_source(path, raw, settings, guess, sheet=sheet).detection
+        trailer = bool(choices.get("trailer_detection", True))
+        return open_source(path, raw, settings, guess, sheet=sheet, trailer_detection=trailer).detection
 
 
 def describe_format(detection: Detection) -> list[str]:
