@@ -156,16 +156,22 @@ def base_detection(guess: FormatGuess, headers: Sequence[str], **fields: object)
     return Detection(**values)  # type: ignore[arg-type]
 
 
-def sample_types(rows: Sequence[Sequence[str]], width: int, settings: Settings) -> tuple[ColumnType, ...]:
-    """Column types from sample values, as the CSV detection infers them (text unless infer)."""
-    from backend.detection.types import TypeTracker
+def sample_types(
+    rows: Sequence[Sequence[str]],
+    width: int,
+    settings: Settings,
+    declared: Sequence[ColumnType | None] = (),
+) -> tuple[ColumnType, ...]:
+    """Column types from sample values, as the CSV detection infers them (text unless infer);
+    under infer a type the format `declared` for a column wins (`prefer_declared`)."""
+    from backend.detection.types import TypeTracker, prefer_declared
 
     tracker = TypeTracker(width, date_order=settings.date_order)
     for values in rows:
         tracker.observe(list(values))
     types = tracker.result()
     if settings.type_policy is TypePolicy.INFER:
-        return tuple(types)
+        return prefer_declared(types, declared)
     return tuple(ColumnType(ColumnKind.TEXT, length=t.length) for t in types)
 
 
@@ -227,17 +233,20 @@ def _compressed_csv(
 
 def _parquet(path: Path, raw: IO[bytes], settings: Settings, guess: FormatGuess) -> FormatSource:
     from backend.load.readers.parquet import ParquetSource
+    from backend.load.readers.parquet_types import declared_types
 
     with open_view(raw) as view:
         source = ParquetSource(view, name=path.name)
         names = [c.name for c in source.columns]
+        declared = declared_types(c.type for c in source.columns)
         first = next(source.iter_batches(batch_rows=SAMPLE_ROWS), None)
         sample = batch_rows(first) if first is not None else []
         detection = base_detection(
             guess,
             names,
-            column_types=sample_types(sample, len(names), settings),
+            column_types=sample_types(sample, len(names), settings, declared),
             estimated_rows=source.num_rows,
+            declared_types=declared,
         )
 
     def records(stream: IO[bytes]) -> Iterator[Run | Record]:
