@@ -284,3 +284,21 @@ class TestDetectFormats:
         assert code == 0
         data = json.loads(out)
         assert (data["format"], data["sheets"], data["headers"]) == ("xlsx", ["Data", "Notes"], HEADER)
+
+
+class TestLoadFormats:
+    def test_load_of_an_xlsm_loads_the_sheet_and_exports_it_cell_for_cell(self, ready, capsys):
+        """`load` on a macro-enabled workbook reads it as xlsm and `export` gives its cells back."""
+        from tests.load.test_formats import EXPECTED, write_xlsm
+        from tests.support import read_csv
+
+        path = write_xlsm(ready / "codes.xlsm")
+        code, out, err = run_cli(["load", str(path), "--json"], capsys)
+        assert code == 0, err
+        loaded = json.loads(out)
+        assert loaded["rows_loaded"] == 3
+        code, _out, err = run_cli(["export", "codes", "--out", "codes.csv"], capsys)
+        assert code == 0, err
+        assert read_csv(ready / "codes.csv") == EXPECTED
+        code, out, _err = run_cli(["detect", "--json", str(path)], capsys)
+        assert json.loads(out)["format"] == "xlsm"
