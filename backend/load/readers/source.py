@@ -292,7 +292,10 @@ def _json(
         sample_batches.close()
     names = list(first.schema.names)
     detection = base_detection(
-        guess, names, column_types=sample_types(batch_rows(first), len(names), settings)
+        guess,
+        names,
+        column_types=sample_types(batch_rows(first), len(names), settings),
+        sample_rows=first.num_rows,
     )
 
     def records(stream: IO[bytes]) -> Iterator[Run | Record]:
