@@ -244,7 +244,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from backend.db.dialects import adapter_for
-    from backend.detection.report import format_detection
+    from backend.detection.report import applicable_facts, format_detection
     from backend.load.loader import header_names
     from backend.load.readers.source import describe_format, detect_file
     from backend.naming import normalize_columns, table_name_from_file
@@ -269,7 +269,8 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     schema = _schema_report(settings, args.table, columns) if args.table else None
     if args.json:
         extra = {"schema_report": schema.to_dict()} if schema is not None else {}
-        _print_json({**detection.to_dict(), "table": table, "columns": list(columns), **extra})
+        facts = applicable_facts(detection)
+        _print_json({**facts, "table": table, "columns": list(columns), **extra})
     else:
         print(f"Table: {settings.data_schema}.{table} (from the file name; see README, How a file travels)")
         print("\n".join(describe_format(detection)))

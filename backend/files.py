@@ -1,9 +1,13 @@
-"""Opening a dropped file safely: never through a symlink, never blocking on a FIFO."""
+"""Opening a dropped file safely (never through a symlink, never blocking on a FIFO), and
+reading it at an offset without moving the position its other reader relies on.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -42,3 +46,45 @@ def open_regular_file(path: Path, *, buffering: int = 1 << 20) -> IO[bytes]:
         os.close(fd)
         raise FileRejectedError(f"{path.name}: not a regular file", path=path, stage="read")
     return os.fdopen(fd, "rb", buffering=buffering)
+
+
+# Emulated positional reads move the shared offset for a moment: one lock for all of them, so
+# that two threads never interleave between the seek and the read.
+_SEEK_LOCK = threading.Lock()
+
+
+def _seek_read(fd: int, size: int, offset: int) -> bytes:
+    """`os.pread` for systems without it (Windows): seek, read, then put the offset back.
+
+    The descriptor is shared with the loader's hashing stream, whose next read must start
+    where it left off, so the offset is restored even when the read fails.
+    """
+    with _SEEK_LOCK:
+        saved = os.lseek(fd, 0, os.SEEK_CUR)
+        try:
+            os.lseek(fd, offset, os.SEEK_SET)
+            chunks: list[bytes] = []
+            while size > 0:  # a pipe-like short read is retried, as pread's callers expect a full one
+                chunk = os.read(fd, size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.lseek(fd, saved, os.SEEK_SET)
+
+
+#: Chosen once at import: the daemon also runs as a Windows service, where `os.pread` is missing.
+_read_at: Callable[[int, int, int], bytes] = getattr(os, "pread", _seek_read)
+
+
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to `size` bytes of `fd` from `offset`, leaving the descriptor's own position as it was.
+
+    Args:
+        fd: an open, seekable file descriptor.
+        size: most bytes to read (fewer only at the end of the file).
+        offset: where to start, from the file's first byte.
+    """
+    return _read_at(fd, size, offset)

@@ -211,6 +211,10 @@ class Detection:
     #: A workbook's sheet that is loaded, and all its worksheet names.
     sheet: str | None = None
     sheets: tuple[str, ...] = ()
+    #: Column types the format itself declares (a Parquet schema), in column order; None for a
+    #: column whose stored type has no exact counterpart. TYPE_POLICY=infer prefers them to the
+    #: types inferred from the values (`backend.detection.types.prefer_declared`). Empty: none.
+    declared_types: tuple[ColumnType | None, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -245,6 +249,7 @@ class Detection:
             "format_mismatch": self.format_mismatch,
             "sheet": self.sheet,
             "sheets": list(self.sheets),
+            "declared_types": [t.to_dict() if t is not None else None for t in self.declared_types],
         }
 
 

@@ -284,3 +284,75 @@ class TestDetectFormats:
         assert code == 0
         data = json.loads(out)
         assert (data["format"], data["sheets"], data["headers"]) == ("xlsx", ["Data", "Notes"], HEADER)
+
+    @pytest.mark.parametrize(
+        ("name", "writer_name", "layout"),
+        [
+            ("codes.xlsx", "write_xlsx", True),
+            ("codes.xlsm", "write_xlsm", True),
+            ("codes.json", "write_json", False),
+            ("codes.ndjson", "write_ndjson", False),
+            ("codes.parquet", "write_parquet", False),
+        ],
+    )
+    def test_detect_of_a_non_csv_file_shows_only_what_applies(self, ready, capsys, name, writer_name, layout):
+        """No encoding, delimiter, quote or line endings for a workbook, JSON or Parquet; a
+        workbook's rows above the table and trailer, none for JSON or Parquet; columns always."""
+        import tests.load.test_formats as formats
+
+        path = getattr(formats, writer_name)(ready / name)
+        code, out, _err = run_cli(["detect", str(path)], capsys)
+        assert code == 0
+        for label in ("Encoding", "Delimiter", "Quote", "Escape", "Line endings", "Preamble lines"):
+            assert label not in out
+        assert ("Header rows" in out) is layout and ("Trailer rows" in out) is layout
+        assert ("Rows above" in out) is layout
+        assert "Data rows" in out and "Columns:" in out
+        assert all(f"  {column}" in out for column in formats.HEADER)
+        code, out, _err = run_cli(["detect", "--json", str(path)], capsys)
+        data = json.loads(out)
+        assert not {"encoding", "delimiter", "quotechar", "line_terminator"} & set(data)
+        assert ("trailer_lines" in data) is layout
+        assert data["headers"] == formats.HEADER and len(data["column_types"]) == len(formats.HEADER)
+
+    def test_detect_of_a_compressed_csv_still_shows_its_dialect(self, ready, capsys):
+        """A .csv.gz is delimited text: its encoding and delimiter apply and are shown."""
+        from tests.load.test_formats import write_csv_gz
+
+        path = write_csv_gz(ready / "codes.csv.gz")
+        code, out, _err = run_cli(["detect", str(path)], capsys)
+        assert code == 0
+        assert "Format          csv, gzip-compressed" in out
+        assert "Encoding" in out and "Delimiter       comma (',')" in out
+        data = json.loads(run_cli(["detect", "--json", str(path)], capsys)[1])
+        assert data["delimiter"] == ","
+
+    def test_detect_of_parquet_under_infer_shows_the_files_types(self, ready, capsys, monkeypatch):
+        """With TYPE_POLICY=infer, detect shows the Parquet schema's types (a code string stays text)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        monkeypatch.setenv("TYPE_POLICY", "infer")
+        path = ready / "typed.parquet"
+        pq.write_table(pa.table({"n": pa.array([1, 2], pa.int64()), "code": pa.array(["1", "2"])}), path)
+        code, out, _err = run_cli(["detect", str(path)], capsys)
+        assert code == 0
+        assert "1  n         n       bigint" in out and "2  code      code    text(1)" in out
+
+
+class TestLoadFormats:
+    def test_load_of_an_xlsm_loads_the_sheet_and_exports_it_cell_for_cell(self, ready, capsys):
+        """`load` on a macro-enabled workbook reads it as xlsm and `export` gives its cells back."""
+        from tests.load.test_formats import EXPECTED, write_xlsm
+        from tests.support import read_csv
+
+        path = write_xlsm(ready / "codes.xlsm")
+        code, out, err = run_cli(["load", str(path), "--json"], capsys)
+        assert code == 0, err
+        loaded = json.loads(out)
+        assert loaded["rows_loaded"] == 3
+        code, _out, err = run_cli(["export", "codes", "--out", "codes.csv"], capsys)
+        assert code == 0, err
+        assert read_csv(ready / "codes.csv") == EXPECTED
+        code, out, _err = run_cli(["detect", "--json", str(path)], capsys)
+        assert json.loads(out)["format"] == "xlsm"

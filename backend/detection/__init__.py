@@ -31,7 +31,7 @@ from backend.detection.layout import delimiter_hint
 from backend.detection.table import MIN_CONSISTENCY, STACKED_CHOICES, Options, Shape, analyse
 from backend.detection.types import TypeTracker
 from backend.errors import DetectionError, EmptyFileError
-from backend.files import open_regular_file
+from backend.files import open_regular_file, read_at
 from backend.models import ColumnKind, ColumnType, Detection, SkippedLine, TypePolicy
 
 __all__ = [
@@ -67,8 +67,9 @@ def detect(
         path: the file.
         settings: uses decode_errors, sample_bytes, date_order and type_policy.
         sample_bytes: bytes to read from the start (default ``settings.sample_bytes``).
-        source: the file already opened by the caller; read with pread so its position stays at
-            the start (the loader passes the file it will load, so both see the same bytes).
+        source: the file already opened by the caller; read with `read_at` (pread) so its
+            position stays at the start (the loader passes the file it will load, so both see
+            the same bytes).
         header: True: the table's first row is its header, whatever it looks like; False: the
             file has no header; None: detect it (``load --header/--no-header``, table policy).
         trailer_detection: False: no record at the end is ever dropped as a trailer.
@@ -87,12 +88,12 @@ def detect(
     try:
         fd = handle.fileno()
         size = os.fstat(fd).st_size
-        head = os.pread(fd, limit, 0)
+        head = read_at(fd, limit, 0)
         complete = len(head) < limit or size <= len(head)
         tail = b""
         if not complete:
             start = max(len(head), size - TAIL_BYTES)
-            tail = os.pread(fd, TAIL_BYTES, start)
+            tail = read_at(fd, TAIL_BYTES, start)
     finally:
         if source is None:
             handle.close()

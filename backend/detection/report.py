@@ -9,6 +9,36 @@ from backend.models import ColumnKind, ColumnType, Detection, SkippedLine
 from backend.naming import name_clashes
 
 _LINE_ENDINGS = {"\n": "LF", "\r\n": "CRLF", "\r": "CR", "mixed": "mixed"}
+#: Formats read as delimited text (compressed or not): only they have an encoding and a dialect.
+_TEXT_FORMATS = frozenset({"csv"})
+#: Formats whose rows may have a preamble above the table and a trailer below it.
+_SHEET_FORMATS = frozenset({"xlsx", "xlsm", "xls"})
+_LABEL_WIDTH = 14
+#: `Detection.to_dict` keys that describe how delimited text is decoded and split.
+DIALECT_KEYS = (
+    "encoding",
+    "encoding_confidence",
+    "bom",
+    "delimiter",
+    "quotechar",
+    "escapechar",
+    "doublequote",
+    "skipinitialspace",
+    "line_terminator",
+)
+#: Keys about rows that are not records (preamble, trailer, stacked tables, CSV-only repairs).
+_LAYOUT_KEYS = (
+    "skip_rows",
+    "trailer_rows",
+    "skipped_lines",
+    "trailer_lines",
+    "dropped_trailing_columns",
+    "unnamed_columns",
+    "blank_lines_are_values",
+    "blocks",
+    "block",
+    "last_line",
+)
 
 
 def describe_type(column_type: ColumnType) -> str:
@@ -82,32 +112,18 @@ def format_detection(detection: Detection, columns: Sequence[str]) -> str:
         detection: the result of `detect`.
         columns: the normalized column names (same order as ``detection.headers``).
     """
-    encoding = f"{detection.encoding} (confidence {detection.encoding_confidence:.2f}"
-    encoding += ", BOM)" if detection.bom else ")"
-    if detection.sample_rows == detection.estimated_rows:
-        rows = f"{detection.sample_rows:,}"
-    else:
-        rows = f"~{detection.estimated_rows or 0:,} estimated ({detection.sample_rows:,} in the sample)"
-    padding = getattr(detection, "skipinitialspace", False)
-    facts = [
-        ("Encoding", encoding),
-        ("Delimiter", _delimiter(detection.delimiter) + (", spaces after it dropped" if padding else "")),
-        ("Quote", _quote(detection)),
-        ("Escape", repr(detection.escapechar) if detection.escapechar else "none"),
-        ("Line endings", _LINE_ENDINGS.get(detection.line_terminator, repr(detection.line_terminator))),
-        ("Preamble lines", str(detection.skip_rows)),
-        (
-            "Header rows",
-            str(detection.header_rows)
-            + ("" if detection.header_rows else " (names generated)")
-            + (" (forced)" if detection.header_forced else ""),
-        ),
-        ("Trailer rows", str(detection.trailer_rows)),
-        ("Data rows", rows),
-    ]
-    width = max(len(label) for label, _ in facts)
+    facts = _dialect_facts(detection) if detection.format in _TEXT_FORMATS else []
+    if detection.format in _TEXT_FORMATS or detection.format in _SHEET_FORMATS:
+        above = "Preamble lines" if detection.format in _TEXT_FORMATS else "Rows above"
+        facts.append((above, str(detection.skip_rows)))
+        facts.append(("Header rows", _header(detection)))
+        facts.append(("Trailer rows", str(detection.trailer_rows)))
+    facts.append(("Data rows", _rows(detection)))
+    # Aligned with the format lines above them (`readers.source.describe_format`).
+    width = max(_LABEL_WIDTH, *(len(label) for label, _ in facts))
     out = [f"{label.ljust(width)}  {value}" for label, value in facts]
-    out.extend(_layout(detection, columns))
+    if detection.format in _TEXT_FORMATS or detection.format in _SHEET_FORMATS:
+        out.extend(_layout(detection, columns))
     if detection.warnings:
         out.append("Warnings:")
         out.extend(f"  - {warning}" for warning in detection.warnings)
@@ -125,3 +141,47 @@ def format_detection(detection: Detection, columns: Sequence[str]) -> str:
     for row in table:
         out.append("  " + "  ".join(cell.ljust(widths[k]) for k, cell in enumerate(row)).rstrip())
     return "\n".join(out)
+
+
+def applicable_facts(detection: Detection) -> dict[str, object]:
+    """`detection.to_dict()` without what does not apply to its format (for ``detect --json``):
+    no encoding or dialect unless it is delimited text, no preamble or trailer for JSON and
+    Parquet, whose records are all rows."""
+    facts = detection.to_dict()
+    drop: tuple[str, ...] = ()
+    if detection.format not in _TEXT_FORMATS:
+        drop += DIALECT_KEYS
+        if detection.format not in _SHEET_FORMATS:
+            drop += _LAYOUT_KEYS
+    return {key: value for key, value in facts.items() if key not in drop}
+
+
+def _dialect_facts(detection: Detection) -> list[tuple[str, str]]:
+    encoding = f"{detection.encoding} (confidence {detection.encoding_confidence:.2f}"
+    encoding += ", BOM)" if detection.bom else ")"
+    padding = getattr(detection, "skipinitialspace", False)
+    return [
+        ("Encoding", encoding),
+        ("Delimiter", _delimiter(detection.delimiter) + (", spaces after it dropped" if padding else "")),
+        ("Quote", _quote(detection)),
+        ("Escape", repr(detection.escapechar) if detection.escapechar else "none"),
+        ("Line endings", _LINE_ENDINGS.get(detection.line_terminator, repr(detection.line_terminator))),
+    ]
+
+
+def _header(detection: Detection) -> str:
+    return (
+        str(detection.header_rows)
+        + ("" if detection.header_rows else " (names generated)")
+        + (" (forced)" if detection.header_forced else "")
+    )
+
+
+def _rows(detection: Detection) -> str:
+    if detection.sample_rows == detection.estimated_rows:
+        return f"{detection.sample_rows:,}"
+    if detection.estimated_rows is None:
+        return f"{detection.sample_rows:,} in the sample (the total is counted as the file loads)"
+    if detection.format == "parquet":
+        return f"{detection.estimated_rows:,} (the file's footer)"
+    return f"~{detection.estimated_rows:,} estimated ({detection.sample_rows:,} in the sample)"

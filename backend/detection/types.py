@@ -40,6 +40,7 @@ values, so the per-cell work runs in C.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import re
@@ -461,3 +462,19 @@ def parse_value(text: str | None, column_type: ColumnType) -> object:
         # fromisoformat is ~10x faster than strptime; the tracker already checked the shape.
         return datetime.fromisoformat(text)
     return datetime.strptime(text, fmt)
+
+
+def prefer_declared(
+    inferred: Sequence[ColumnType], declared: Sequence[ColumnType | None]
+) -> tuple[ColumnType, ...]:
+    """Column types under TYPE_POLICY=infer when the source declares some (a Parquet schema).
+
+    A declared type wins over the one inferred from the values; the inferred length is kept
+    (a declared text column is sized as an inferred one). Columns without a declared type, or
+    past the end of `declared`, keep the inferred type.
+    """
+    out: list[ColumnType] = []
+    for i, found in enumerate(inferred):
+        wanted = declared[i] if i < len(declared) else None
+        out.append(found if wanted is None else dataclasses.replace(wanted, length=found.length))
+    return tuple(out)

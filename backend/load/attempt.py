@@ -147,13 +147,14 @@ def _plan(conn: Connection, ctx: LoadContext) -> SchemaPlan:
 
 def _file_types(ctx: LoadContext, plan: SchemaPlan) -> dict[str, ColumnType]:
     """Types the file defines (new table, ``replace``, added columns): inferred over the whole
-    file in a first pass under TYPE_POLICY=infer, unbounded text otherwise."""
+    file in a first pass under TYPE_POLICY=infer (a type the format declares, such as a Parquet
+    column's, wins over the inferred one), unbounded text otherwise."""
     if ctx.type_policy is not TypePolicy.INFER:
         return {}
     wanted = set(plan.columns) if redefines(plan) else set(getattr(plan.evolution, "add", ()) or ())
     if not wanted:
         return {}
-    from backend.detection.types import TypeTracker
+    from backend.detection.types import TypeTracker, prefer_declared
 
     tracker = TypeTracker(len(ctx.columns), date_order=ctx.settings.date_order)
     ctx.raw.seek(0)
@@ -168,9 +169,10 @@ def _file_types(ctx: LoadContext, plan: SchemaPlan) -> dict[str, ColumnType]:
             tracker.observe(values)
     ctx.raw.seek(0)
     misfit_text = set(plan.misfits)
+    types = prefer_declared(tracker.result(), ctx.detection.declared_types)
     return {
         name: (ColumnType(ColumnKind.TEXT, length=t.length) if name in misfit_text else t)
-        for name, t in zip(ctx.columns, tracker.result(), strict=True)
+        for name, t in zip(ctx.columns, types, strict=True)
         if name in wanted
     }
 

@@ -233,7 +233,9 @@ def _format_source(path: Path, raw: Any, settings: Settings, policy: TablePolicy
     guess = sniff(path, raw)
     if guess is None:
         return None
-    return open_source(path, raw, settings, guess, sheet=policy.sheet)
+    return open_source(
+        path, raw, settings, guess, sheet=policy.sheet, trailer_detection=policy.trailer_detection
+    )
 
 
 def rejects_file(settings: Settings, tracking_id: int, file_name: str) -> Path:

@@ -80,6 +80,23 @@ def write_xlsx(path: Path, *, title_row: bool = False, sheets: tuple[str, ...] =
     return path
 
 
+def write_xlsm(path: Path) -> Path:
+    """An .xlsm: the xlsx above with the macro-enabled workbook content type Excel gives it."""
+    plain = write_xlsx(path.with_name(path.name + ".xlsx"))
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+                    b"application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+                )
+                assert b"macroEnabled" in data
+            target.writestr(item, data)
+    plain.unlink()
+    return path
+
+
 def write_xls(path: Path) -> Path:
     """A legacy .xls written by xlwt."""
     book = xlwt.Workbook()
@@ -179,6 +196,7 @@ def write_ndjson_gz(path: Path) -> Path:
 #: (file name, writer, format, compression). Parquet's amount column is a double: 42.0 shows as 42.
 FORMATS = [
     ("codes.xlsx", write_xlsx, "xlsx", None),
+    ("codes.xlsm", write_xlsm, "xlsm", None),
     ("codes.xls", write_xls, "xls", None),
     ("codes.json", write_json, "json", None),
     ("codes.ndjson", write_ndjson, "ndjson", None),
@@ -254,6 +272,16 @@ class TestContentDecides:
         assert detection["format"] == "xlsx"
         assert "codes.csv" in detection["format_mismatch"]
         assert any("read as xlsx" in w for w in detection["warnings"])
+
+    @pytest.mark.parametrize("name", ["codes.xlsx", "codes.dat"])
+    def test_a_macro_enabled_workbook_is_known_by_its_content_type(self, env, tmp_path, name):
+        """An .xlsm under another name is read as xlsm: [Content_Types].xml decides, not the name."""
+        settings, db = env
+        path = tmp_path / name
+        path.write_bytes(write_xlsm(tmp_path / "real.xlsm").read_bytes())
+        result = load_file(db, settings, LoadRequest(path=path))
+        assert result.detection.format == "xlsm"
+        assert export_rows(db, "codes") == EXPECTED
 
     def test_title_rows_above_the_sheet_header_are_skipped(self, env, tmp_path):
         """A title row and a blank row above the header are left out, as in a CSV."""

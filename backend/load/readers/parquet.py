@@ -15,8 +15,8 @@ Nested structs are flattened to dotted columns (``address.city``), the JSON read
 lossless apart from telling a null struct from a struct of nulls, and it is vectorised. Lists,
 maps, unions, binary and durations are refused with the column and the reason: they have no
 single exact text form (a list's elements would need per-value Python rendering), and loading
-them some other way would be a silent change. `ParquetSource.column_types` hands the file's own
-types to ``TYPE_POLICY=infer``.
+them some other way would be a silent change. `ParquetSource.column_types` holds the file's own
+types; `parquet_types` says which of them ``TYPE_POLICY=infer`` takes for the table's columns.
 """
 
 from __future__ import annotations

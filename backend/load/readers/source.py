@@ -70,9 +70,9 @@ def sniff(path: Path, raw: IO[bytes]) -> FormatGuess | None:
     Uncompressed text is CSV unless its name says JSON (or it has no name ending we know and
     starts like JSON): a CSV whose first cell starts with ``{`` stays a CSV.
     """
-    import os
+    from backend.files import read_at
 
-    head = os.pread(raw.fileno(), HEAD_BYTES, 0)
+    head = read_at(raw.fileno(), HEAD_BYTES, 0)
     binary = head.startswith(_BINARY_MAGIC) or head.startswith(_OLE_MAGIC)
     if not binary:
         named = FORMAT_SUFFIXES.get(Path(path.name.lower()).suffix)
@@ -86,7 +86,13 @@ def sniff(path: Path, raw: IO[bytes]) -> FormatGuess | None:
 
 
 def open_source(
-    path: Path, raw: IO[bytes], settings: Settings, guess: FormatGuess, *, sheet: str | int | None
+    path: Path,
+    raw: IO[bytes],
+    settings: Settings,
+    guess: FormatGuess,
+    *,
+    sheet: str | int | None,
+    trailer_detection: bool = True,
 ) -> FormatSource:
     """Detect a non-CSV file and build its records factory.
 
@@ -96,6 +102,9 @@ def open_source(
         settings: batch size, decode errors, type policy, decompression limits.
         guess: `sniff`'s answer.
         sheet: the table's ``sheet:`` policy (workbooks only).
+        trailer_detection: the table's ``trailer_detection:`` policy (workbooks: rows read as a
+            CSV's records are; compressed CSV as plain CSV; JSON and Parquet have no rows that
+            are not records).
 
     Raises:
         FileRejectedError: the subclasses in `readers.errors` (format, encryption, bombs, damage).
@@ -106,11 +115,13 @@ def open_source(
     if guess.mismatch:
         log.warning("format differs from its name", file=path.name, reason=guess.mismatch)
     if guess.format is Format.CSV and guess.compression is not None:
-        return _compressed_csv(path, raw, settings, guess, guess.compression, limits)
+        return _compressed_csv(path, raw, settings, guess, guess.compression, limits, trailer_detection)
     if guess.format in (Format.XLSX, Format.XLSM, Format.XLS):
         from backend.load.readers.workbook import open_workbook
 
-        detection, records = open_workbook(path, raw, settings, guess, limits, sheet)
+        detection, records = open_workbook(
+            path, raw, settings, guess, limits, sheet, trailer_detection=trailer_detection
+        )
         return FormatSource(guess, detection, records)
     if guess.format is Format.PARQUET:
         return _parquet(path, raw, settings, guess)
@@ -145,16 +156,22 @@ def base_detection(guess: FormatGuess, headers: Sequence[str], **fields: object)
     return Detection(**values)  # type: ignore[arg-type]
 
 
-def sample_types(rows: Sequence[Sequence[str]], width: int, settings: Settings) -> tuple[ColumnType, ...]:
-    """Column types from sample values, as the CSV detection infers them (text unless infer)."""
-    from backend.detection.types import TypeTracker
+def sample_types(
+    rows: Sequence[Sequence[str]],
+    width: int,
+    settings: Settings,
+    declared: Sequence[ColumnType | None] = (),
+) -> tuple[ColumnType, ...]:
+    """Column types from sample values, as the CSV detection infers them (text unless infer);
+    under infer a type the format `declared` for a column wins (`prefer_declared`)."""
+    from backend.detection.types import TypeTracker, prefer_declared
 
     tracker = TypeTracker(width, date_order=settings.date_order)
     for values in rows:
         tracker.observe(list(values))
     types = tracker.result()
     if settings.type_policy is TypePolicy.INFER:
-        return tuple(types)
+        return prefer_declared(types, declared)
     return tuple(ColumnType(ColumnKind.TEXT, length=t.length) for t in types)
 
 
@@ -181,6 +198,7 @@ def _compressed_csv(
     guess: FormatGuess,
     compression: Compression,
     limits: DecompressionLimits,
+    trailer_detection: bool,
 ) -> FormatSource:
     from backend.load.readers.textsample import detect_decompressed
 
@@ -188,7 +206,7 @@ def _compressed_csv(
         view = open_view(raw)
         return open_decompressed(view, compression, name=path.name, limits=limits, close_source=True).stream
 
-    found = detect_decompressed(path, decompressed, settings)
+    found = detect_decompressed(path, decompressed, settings, trailer_detection=trailer_detection)
     warnings = (f"read as {guess.format}: {guess.mismatch}",) if guess.mismatch else ()
     detection = _with(
         found,
@@ -215,17 +233,20 @@ def _compressed_csv(
 
 def _parquet(path: Path, raw: IO[bytes], settings: Settings, guess: FormatGuess) -> FormatSource:
     from backend.load.readers.parquet import ParquetSource
+    from backend.load.readers.parquet_types import declared_types
 
     with open_view(raw) as view:
         source = ParquetSource(view, name=path.name)
         names = [c.name for c in source.columns]
+        declared = declared_types(c.type for c in source.columns)
         first = next(source.iter_batches(batch_rows=SAMPLE_ROWS), None)
         sample = batch_rows(first) if first is not None else []
         detection = base_detection(
             guess,
             names,
-            column_types=sample_types(sample, len(names), settings),
+            column_types=sample_types(sample, len(names), settings, declared),
             estimated_rows=source.num_rows,
+            declared_types=declared,
         )
 
     def records(stream: IO[bytes]) -> Iterator[Run | Record]:
@@ -271,7 +292,10 @@ def _json(
         sample_batches.close()
     names = list(first.schema.names)
     detection = base_detection(
-        guess, names, column_types=sample_types(batch_rows(first), len(names), settings)
+        guess,
+        names,
+        column_types=sample_types(batch_rows(first), len(names), settings),
+        sample_rows=first.num_rows,
     )
 
     def records(stream: IO[bytes]) -> Iterator[Run | Record]:
@@ -354,7 +378,8 @@ def detect_file(
         guess = sniff(path, raw)
         if guess is None:
             return detect(path, settings, source=raw, **choices)
-        return open_source(path, raw, settings, guess, sheet=sheet).detection
+        trailer = bool(choices.get("trailer_detection", True))
+        return open_source(path, raw, settings, guess, sheet=sheet, trailer_detection=trailer).detection
 
 
 def describe_format(detection: Detection) -> list[str]:

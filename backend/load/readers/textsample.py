@@ -23,13 +23,16 @@ from backend.load.readers.view import DRAIN_BYTES
 from backend.models import Detection
 
 
-def detect_decompressed(path: Path, open_stream: Callable[[], BinaryIO], settings: Settings) -> Detection:
+def detect_decompressed(
+    path: Path, open_stream: Callable[[], BinaryIO], settings: Settings, *, trailer_detection: bool = True
+) -> Detection:
     """Detect the dialect, header and types of the decompressed text `open_stream()` yields.
 
     Args:
         path: the dropped file (for messages).
         open_stream: opens the decompressed bytes from their start; the stream is closed here.
         settings: as for `detect` (``sample_bytes`` sets the sample).
+        trailer_detection: as for `detect` (the table's policy).
 
     Raises:
         DetectionError, EmptyFileError: as `detect`.
@@ -52,7 +55,7 @@ def detect_decompressed(path: Path, open_stream: Callable[[], BinaryIO], setting
         sample.write(tail)
         sample.flush()
         written = len(head) + len(tail)
-        detection = detect(path, settings, source=sample)
+        detection = detect(path, settings, source=sample, trailer_detection=trailer_detection)
     if detection.estimated_rows is not None and total > written:
         # `detect` estimated from the sample file's size; the data is `total` bytes long.
         detection = dataclasses.replace(

@@ -3,8 +3,9 @@
 The loader hashes the file's bytes as they are read (`backend.load.source.HashingReader`), and
 that stream is sequential. Workbooks, Parquet and zip archives need random access, and JSON
 needs a second pass, so those readers read through a `FileView`: the same open file (so a path
-swapped for another file meanwhile is never read), with its own offset (``os.pread``), which
-leaves the loader's stream position where the hashing left it.
+swapped for another file meanwhile is never read), with its own offset (`backend.files.read_at`:
+``os.pread``, or its fallback on Windows), which leaves the loader's stream position where the
+hashing left it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import io
 import os
 from typing import IO, BinaryIO, cast
+
+from backend.files import read_at
 
 #: Bytes drained per read when the hashing stream is read to its end.
 DRAIN_BYTES = 1024 * 1024
@@ -32,7 +35,7 @@ class FileView(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        data = os.pread(self._fd, len(buffer), self._position)
+        data = read_at(self._fd, len(buffer), self._position)
         buffer[: len(data)] = data
         self._position += len(data)
         return len(data)
