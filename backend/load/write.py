@@ -35,8 +35,6 @@ from backend.tracking.events import utcnow
 
 #: Seconds between progress updates of the tracking row while the rows are written.
 PROGRESS_EVERY_SECONDS = 1.0
-#: Seconds between the commits of a new version that is committed while it loads (SQLite).
-COMMIT_EVERY_SECONDS = 0.5
 
 
 def write_rows(
@@ -175,7 +173,6 @@ def commits_while_loading(ctx: LoadContext, version: int | None) -> bool:
 def _on_batch(conn: Connection, ctx: LoadContext, commits: bool) -> Callable[[int], None]:
     db, estimated = ctx.db, ctx.detection.estimated_rows
     last_progress = [time.monotonic()]
-    last_commit = [time.monotonic()]
 
     def on_batch(rows_done: int) -> None:
         faults.hit("stage.batch")
@@ -183,22 +180,19 @@ def _on_batch(conn: Connection, ctx: LoadContext, commits: bool) -> Callable[[in
             ctx.check_cancel(ctx.tracking_id)
         if ctx.on_progress is not None:
             ctx.on_progress(rows_done, estimated)
-        now = time.monotonic()
-        # SQLite admits one writer: a new version is committed in steps, so that other writers
-        # (other files' tracking rows, other daemons) wait at most a step. Steps of time, not of
-        # batches: a commit's WAL sync cost 0.68 s over the 86 batches of the 100 MB file.
-        committed = commits and now - last_commit[0] >= COMMIT_EVERY_SECONDS
-        if committed:
+        if commits:
+            # SQLite admits one writer: a new version is committed batch by batch, so that other
+            # writers (other files' tracking rows, other daemons) are not kept waiting.
             conn.commit()
-            last_commit[0] = now
+        now = time.monotonic()
         # Not while this connection holds SQLite's write lock: the update would wait for it.
-        if (committed or not db.adapter.commits_while_loading) and now - last_progress[
+        if (commits or not db.adapter.commits_while_loading) and now - last_progress[
             0
         ] >= PROGRESS_EVERY_SECONDS:
             last_progress[0] = now
             percent = min(99.0, 100.0 * rows_done / estimated) if estimated else None
             tracking.update(db, ctx.tracking_id, rows_done=rows_done, progress_percent=percent)
-        if committed:
+        if commits:
             db.adapter.begin_write(conn)
 
     return on_batch
