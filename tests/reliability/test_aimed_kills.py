@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -146,6 +147,21 @@ def restart_and_settle(c: Campaign, name: str, **env: object) -> Daemon:
     return daemon
 
 
+def kill_during_second_fullload(
+    c: Campaign, share: Share, point: str, name: str, rows: tuple[int, int]
+) -> tuple[Drop, Drop, Any]:
+    """Load v1, then kill the daemon stalled at `point` while it loads v2; v1 must still be live
+    and the catalogue consistent (a `loading` entry allowed). Returns (v1, v2, a polling reader)."""
+    first = c.daemon(name, **ENV, refdata_faults=f"{point}@2=sleep:{STALL_SECONDS}")
+    v1 = load_through(c, first, 1, rows[0])
+    reader = c.reader(interval=0.02)
+    v2 = c.drop_tagged("ref", "fullload", TABLE, 2, rows[1])
+    kill_when_stalled(first, point, share)
+    assert_live(c, v1)
+    assert catalogue_problems(c.db, loading_allowed=True) == []
+    return v1, v2, reader
+
+
 class TestKillWhileWritingTheNewVersion:
     def test_a_kill_mid_copy_leaves_the_previous_version_and_start_up_drops_the_half_table(
         self, aimed: Campaign, share: Share
@@ -153,14 +169,8 @@ class TestKillWhileWritingTheNewVersion:
         """Killed with rows of the new version sent but not committed: v1 stays live, the next
         daemon drops what SQLite had committed of v2, loads the file again and publishes it."""
         c = aimed
-        first = c.daemon("w1", **ENV, refdata_faults=f"write.batch@2=sleep:{STALL_SECONDS}")
-        v1 = load_through(c, first, 1, 1)  # one batch: the first hit, which does not stall
-        reader = c.reader(interval=0.02)
-        v2 = c.drop_tagged("ref", "fullload", TABLE, 2, 600)
-        kill_when_stalled(first, "write.batch", share)
-
-        assert_live(c, v1)
-        assert catalogue_problems(c.db, loading_allowed=True) == []
+        # v1 is one batch: the first hit, which does not stall.
+        _, v2, reader = kill_during_second_fullload(c, share, "write.batch", "w1", (1, 600))
         with c.db.read() as conn:
             half = catalogue.loading_versions(conn, c.db)
         # SQLite commits a new version batch by batch; PostgreSQL's died with its transaction.
@@ -184,14 +194,7 @@ class TestKillInsideTheSwap:
         new one not in place: readers still see v1 whole, the restart publishes v2 whole."""
         c = aimed
         # The first publish of the table is the first hit; the second is v2's swap.
-        first = c.daemon("s1", **ENV, refdata_faults=f"publish.swap@2=sleep:{STALL_SECONDS}")
-        v1 = load_through(c, first, 1, 250)
-        reader = c.reader(interval=0.02)
-        v2 = c.drop_tagged("ref", "fullload", TABLE, 2, 400)
-        kill_when_stalled(first, "publish.swap", share)
-
-        assert_live(c, v1)
-        assert catalogue_problems(c.db, loading_allowed=True) == []
+        _, v2, reader = kill_during_second_fullload(c, share, "publish.swap", "s1", (250, 400))
         with c.db.read() as conn:
             assert [v.version for v in catalogue.versions_of(conn, c.db, TABLE)] == [1]
 
