@@ -34,8 +34,10 @@ from backend.models import Detection
 
 #: Bytes read in Python before Arrow takes over: the preamble and header must end inside them.
 HEAD_BYTES = 1 << 20
-#: Arrow's parse block; bigger blocks parse faster, this keeps memory flat (a few blocks live).
-BLOCK_BYTES = 1 << 20
+#: Arrow's parse block. 256 KiB against 1 MiB: peak RSS of the 100 MB PostgreSQL load 170 MB
+#: against 204 MB, no slower (bench/RESULTS.md, fifth round). A longer record is carried over
+#: into the next block by Arrow (tested).
+BLOCK_BYTES = 1 << 18
 
 
 @dataclass(slots=True)

@@ -163,3 +163,22 @@ def test_files_below_arrow_min_bytes_stay_on_the_python_reader(tmp_path: Path, d
         finally:
             db.dispose()
     assert readers == ["python", "arrow"]
+
+
+def test_a_record_longer_than_arrows_parse_block_is_read_whole(tmp_path: Path, db_url: str) -> None:
+    """A record longer than one parse block (`BLOCK_BYTES`; each value within the csv module's
+    field limit) is carried into the next block by Arrow's reader: read whole, by Arrow."""
+    import csv
+
+    from backend.load.arrow_csv import BLOCK_BYTES
+
+    rows = _rows(2000)
+    width = csv.field_size_limit() - 10
+    for column in (1, 4, 5):
+        rows[1500][column] = str(column) * width
+    assert 3 * width > BLOCK_BYTES
+    db, result = _load(tmp_path, db_url, "long", rows, python=False, table="t")
+    staged = _staged(db, result.tracking_id)
+    assert staged["reader"] == "arrow"
+    assert export_rows(db, "t") == rows
+    db.dispose()
