@@ -301,5 +301,5 @@ def open_database(settings: Settings, url: str | None = None) -> Database:
     target = make_url(url or settings.url)
     adapter = adapter_for(target)
     engine = adapter.create_engine(target, settings)
-    catalog = build_catalog(settings.data_schema, settings.backup_schema)
+    catalog = build_catalog(settings.data_schema, settings.backup_schema, (adapter.name,))
     return Database(engine, adapter, catalog, settings)

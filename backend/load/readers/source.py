@@ -23,9 +23,8 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-import pyarrow as pa
 import structlog
 
 from backend.config import Settings
@@ -36,6 +35,10 @@ from backend.load.readers.limits import DecompressionLimits
 from backend.load.readers.sniff import HEAD_BYTES, FormatGuess, detect_format, detect_inner
 from backend.load.readers.view import drain, open_view
 from backend.models import ColumnKind, ColumnType, Detection, Record, TypePolicy
+
+if TYPE_CHECKING:
+    # Imported by the readers that make batches: a plain CSV never needs pyarrow here.
+    import pyarrow as pa
 
 log = structlog.get_logger(__name__)
 
