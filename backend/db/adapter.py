@@ -124,9 +124,10 @@ class DialectAdapter(Protocol):
     #: the publish transaction itself: SQLite admits one writer, SQL Server bulk loads commit.
     commits_while_loading: ClassVar[bool]
 
-    #: The writer's sink takes Arrow arrays without turning each value into a Python object
-    #: (PostgreSQL's COPY): only then does the load read with the Arrow reader. An executemany
-    #: sink needs Python values anyway, and the csv module makes them faster (bench/RESULTS.md).
+    #: Big files are read with the Arrow reader for this database (`ARROW_MIN_BYTES`): its sink
+    #: takes Arrow arrays without a Python object per value (PostgreSQL's COPY), or the arrays'
+    #: conversion plus the columnar checks and statistics beat the csv module (SQLite's
+    #: executemany, measured: bench/RESULTS.md, sixth round). Unmeasured drivers stay off.
     arrow_native: ClassVar[bool]
 
     #: A text column's width counts UTF-16 code units (SQL Server's NVARCHAR(n): a character

