@@ -112,6 +112,11 @@ class TestTypeTracker:
         column = infer(["123456789012345678901234"])
         assert (column.kind, column.precision, column.scale) == (ColumnKind.DECIMAL, 24, 0)
 
+    def test_a_wider_integer_in_a_later_batch_widens_the_decimal(self) -> None:
+        """Past 64 bits, a value with more digits than any before it raises the precision, in any batch."""
+        column = infer(["1" * 20] + ["5"] * 5000 + ["1" * 30])
+        assert (column.kind, column.precision) == (ColumnKind.DECIMAL, 30)
+
     def test_day_above_twelve_proves_day_first(self) -> None:
         """A first number above 12 proves day-first order."""
         column = infer(["01/02/2024", "25/12/2024"])
