@@ -67,7 +67,8 @@ def date_formats(*, exact: bool) -> list[DateFormat]:
                 "ymd",
                 rf"[0-9]{{4}}{s}{_md(sep, pad)}",
                 f"%Y{sep}%m{sep}%d",
-                rf"([0-9]{{4}}){s}0?2{s}29\b",
+                # Not ``\b``: in ``2023-02-29T10:00`` no word boundary follows the day.
+                rf"([0-9]{{4}}){s}0?2{s}29(?![0-9])",
                 f"2{sep}29",
             ),
             (

@@ -55,6 +55,8 @@ class TestTypeTracker:
             pytest.param(["F", "F"], id="lone-letter-flag"),
             pytest.param(["2024-02-30"], id="no-such-day"),
             pytest.param(["2023-02-29"], id="not-a-leap-year"),
+            pytest.param(["2023-02-29T10:00:00"], id="not-a-leap-year-t-datetime"),
+            pytest.param(["1900-02-29 10:00"], id="not-a-leap-century"),
             pytest.param(["2024-01-31 10:00", "2024-01-31 10:00:00"], id="two-time-shapes"),
             pytest.param(["2024-01-31T10:00:00+01:00"], id="time-zone"),
             pytest.param(["1" * 39], id="too-many-digits"),
