@@ -35,7 +35,8 @@ character for character. Hence:
 
 `TypeTracker.observe` only buffers rows; every few thousand rows the buffer is transposed and
 each still-typed column is checked with one anchored regular expression over the joined
-values, so the per-cell work runs in C.
+values, so the per-cell work runs in C. `arrow_types.ArrowTypeTracker` takes the same decisions
+from Arrow string arrays (the CSV load's Arrow reader), without a Python object per value.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The whole-file first pass of TYPE_POLICY=infer: every value through a `TypeTracker`.
 
 A plain CSV file the Arrow reader reads exactly (`write.arrow_eligible`) is passed as string
-arrays to `ArrowTypeTracker.observe_arrow`, vectorised (6 s of the 100 MB file's 15.6 s load on
-SQLite went to this pass row by row in Python, bench/RESULTS.md). Every other file, and one
+arrays to `ArrowTypeTracker.observe_arrow`, vectorised (0.75 s on the 100 MB file, against 4.2 s
+row by row in Python, bench/RESULTS.md). Every other file, and one
 the Arrow reader refuses part-way (a ragged row, undecodable bytes), is read row by row by the
 Python reader, from the start and into a fresh tracker, so the types are the ones the Python
 path always gave and a file it loads is never refused for the Arrow reader's sake. The
