@@ -13,28 +13,34 @@ from dataclasses import dataclass
 from backend.models import ColumnKind
 
 
-# Month/day pairs that exist in some year; 29 February is checked separately for leap years.
+# Month/day pairs that exist in some year; 29 February is checked separately for leap years
+# (`feb_last` "8" leaves it out, for `DateFormat.calendar`, which adds it back for leap years).
 # `pad` is "0?" for the lenient single-value shapes and "0" for columns (two digits, so that
 # the date format writes every value back as it was).
-def _parts(pad: str) -> tuple[str, str, str, str, str, str]:
+def _parts(pad: str, feb_last: str = "9") -> tuple[str, str, str, str, str, str]:
     d31 = rf"(?:{pad}[1-9]|[12][0-9]|3[01])"
     d30 = rf"(?:{pad}[1-9]|[12][0-9]|30)"
-    d29 = rf"(?:{pad}[1-9]|1[0-9]|2[0-9])"
+    d29 = rf"(?:{pad}[1-9]|1[0-9]|2[0-{feb_last}])"
     m31 = rf"(?:{pad}[13578]|1[02])"
     m30 = rf"(?:{pad}[469]|11)"
     return d31, d30, d29, m31, m30, rf"{pad}2"
 
 
-def _md(sep: str, pad: str) -> str:
-    d31, d30, d29, m31, m30, m02 = _parts(pad)
+def _md(sep: str, pad: str, feb_last: str = "9") -> str:
+    d31, d30, d29, m31, m30, m02 = _parts(pad, feb_last)
     s = re.escape(sep)
     return f"(?:{m31}{s}{d31}|{m30}{s}{d30}|{m02}{s}{d29})"
 
 
-def _dm(sep: str, pad: str) -> str:
-    d31, d30, d29, m31, m30, m02 = _parts(pad)
+def _dm(sep: str, pad: str, feb_last: str = "9") -> str:
+    d31, d30, d29, m31, m30, m02 = _parts(pad, feb_last)
     s = re.escape(sep)
     return f"(?:{d31}{s}{m31}|{d30}{s}{m30}|{d29}{s}{m02})"
+
+
+#: A four-digit leap year: divisible by 4 and not by 100 (the last two digits a nonzero multiple of
+#: 4), or by 400 (the first two digits a multiple of 4, then 00). ``0000`` is one, as for `_leap`.
+LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,9 @@ class DateFormat:
     kind: ColumnKind
     order: str  # ymd | dmy | mdy
     pattern: str  # regex of one value
+    #: `pattern` with 29 February in leap years only: what `pattern` and `feb29` decide
+    #: together, in one match (Python and RE2 alike), for the vectorised checks.
+    calendar: str
     strptime: str
     feb29: re.Pattern[str]  # finds the year of every 29 February in joined values
     feb29_needles: tuple[str, ...]  # cheap substring test before running `feb29`
@@ -62,17 +71,21 @@ def date_formats(*, exact: bool) -> list[DateFormat]:
     out: list[DateFormat] = []
     for sep in ("-", "/", "."):
         s = re.escape(sep)
+        leap_day = rf"{pad}2{s}29"
         dates = [
             (
                 "ymd",
                 rf"[0-9]{{4}}{s}{_md(sep, pad)}",
+                rf"(?:[0-9]{{4}}{s}{_md(sep, pad, '8')}|{LEAP_YEAR}{s}{leap_day})",
                 f"%Y{sep}%m{sep}%d",
-                rf"([0-9]{{4}}){s}0?2{s}29\b",
+                # Not ``\b``: in ``2023-02-29T10:00`` no word boundary follows the day.
+                rf"([0-9]{{4}}){s}0?2{s}29(?![0-9])",
                 f"2{sep}29",
             ),
             (
                 "dmy",
                 rf"{_dm(sep, pad)}{s}[0-9]{{4}}",
+                rf"(?:{_dm(sep, pad, '8')}{s}[0-9]{{4}}|29{s}{pad}2{s}{LEAP_YEAR})",
                 f"%d{sep}%m{sep}%Y",
                 rf"(?<![0-9])29{s}0?2{s}([0-9]{{4}})",
                 f"29{sep}",
@@ -80,14 +93,17 @@ def date_formats(*, exact: bool) -> list[DateFormat]:
             (
                 "mdy",
                 rf"{_md(sep, pad)}{s}[0-9]{{4}}",
+                rf"(?:{_md(sep, pad, '8')}{s}[0-9]{{4}}|{leap_day}{s}{LEAP_YEAR})",
                 f"%m{sep}%d{sep}%Y",
                 rf"(?<![0-9])0?2{s}29{s}([0-9]{{4}})",
                 f"2{sep}29",
             ),
         ]
-        for order, pat, fmt, feb, needle in dates:
-            feb29 = re.compile(feb)
-            out.append(DateFormat(f"date {fmt}", ColumnKind.DATE, order, pat, fmt, feb29, (needle,)))
+        for order, pat, calendar, fmt, feb, needle in dates:
+            year_of = re.compile(feb)
+            out.append(
+                DateFormat(f"date {fmt}", ColumnKind.DATE, order, pat, calendar, fmt, year_of, (needle,))
+            )
             joiners = [" ", "T"] if (order == "ymd" and sep == "-") else [" "]
             for joiner in joiners:
                 for tpat, tfmt in times:
@@ -98,8 +114,9 @@ def date_formats(*, exact: bool) -> list[DateFormat]:
                             ColumnKind.DATETIME,
                             order,
                             f"{pat}{joiner}{tpat}",
+                            f"{calendar}{joiner}{tpat}",
                             full,
-                            feb29,
+                            year_of,
                             (needle,),
                         )
                     )

@@ -35,7 +35,8 @@ character for character. Hence:
 
 `TypeTracker.observe` only buffers rows; every few thousand rows the buffer is transposed and
 each still-typed column is checked with one anchored regular expression over the joined
-values, so the per-cell work runs in C.
+values, so the per-cell work runs in C. `arrow_types.ArrowTypeTracker` takes the same decisions
+from Arrow string arrays (the CSV load's Arrow reader), without a Python object per value.
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ def _fixed_scale(scale: int) -> re.Pattern[str]:
 @functools.cache
 def _longer_int_part(digits: int) -> re.Pattern[str]:
     return re.compile(rf"\n-?[0-9]{{{digits + 1}}}")
+
+
+def _digits(lo: int, hi: int) -> int:
+    """Digits of the widest integer between `lo` and `hi` (the precision of a DECIMAL(p, 0))."""
+    return max(len(str(abs(lo))), len(str(abs(hi))))
 
 
 def _leap(year: int) -> bool:
@@ -285,7 +291,10 @@ class TypeTracker:
         # int32, 19+ int64, 39+ the widest decimal.
         lo, hi = self._int_min[i], self._int_max[i]
         if lo < _INT64[0] or hi > _INT64[1]:
-            floor = 39
+            # Past 64 bits the precision is the most digits: a value longer than the widest so
+            # far may have more (a fixed floor of 39 missed a 30-digit value in a later batch
+            # than a 20-digit one, and the column got too narrow a DECIMAL).
+            floor = _digits(lo, hi) + 1
         elif lo < _INT32[0] or hi > _INT32[1]:
             floor = 19
         else:
@@ -324,7 +333,7 @@ class TypeTracker:
                 return ColumnType(ColumnKind.INTEGER, length=length)
             if _INT64[0] <= lo and hi <= _INT64[1]:
                 return ColumnType(ColumnKind.BIGINT, length=length)
-            digits = max(len(str(abs(lo))), len(str(abs(hi))))
+            digits = _digits(lo, hi)
             if digits <= _MAX_PRECISION:
                 return ColumnType(ColumnKind.DECIMAL, length=length, precision=digits, scale=0)
             return text

@@ -27,7 +27,6 @@ from backend.db.engine import Database
 from backend.errors import ArrowRefusedError, RetryableError, SchemaMismatchError, ValidationFailedError
 from backend.load import versions
 from backend.load.context import Again, LoadContext, Outcome
-from backend.load.csv_python import Run, iter_rows
 from backend.load.evolve import definition_of
 from backend.load.plan import (
     SchemaPlan,
@@ -154,22 +153,11 @@ def _file_types(ctx: LoadContext, plan: SchemaPlan) -> dict[str, ColumnType]:
     wanted = set(plan.columns) if redefines(plan) else set(getattr(plan.evolution, "add", ()) or ())
     if not wanted:
         return {}
-    from backend.detection.types import TypeTracker, prefer_declared
+    from backend.detection.types import prefer_declared
+    from backend.load.type_pass import infer_file_types
 
-    tracker = TypeTracker(len(ctx.columns), date_order=ctx.settings.date_order)
-    ctx.raw.seek(0)
-    if ctx.records is not None:
-        for item in ctx.records(ctx.raw):
-            for values in item.rows if isinstance(item, Run) else (item.values,):
-                tracker.observe(values)
-    else:
-        for _number, _line, values in iter_rows(
-            ctx.raw, ctx.detection, decode_errors=ctx.settings.decode_errors
-        ):
-            tracker.observe(values)
-    ctx.raw.seek(0)
     misfit_text = set(plan.misfits)
-    types = prefer_declared(tracker.result(), ctx.detection.declared_types)
+    types = prefer_declared(infer_file_types(ctx), ctx.detection.declared_types)
     return {
         name: (ColumnType(ColumnKind.TEXT, length=t.length) if name in misfit_text else t)
         for name, t in zip(ctx.columns, types, strict=True)

@@ -147,7 +147,13 @@ def write_rows(
 
 def _reads_with_arrow(ctx: LoadContext) -> bool:
     """Whether this attempt reads the file with the Arrow reader (`arrow_csv.eligible`)."""
-    if ctx.arrow_refused or ctx.records is not None or not ctx.db.adapter.arrow_native:
+    return ctx.db.adapter.arrow_native and arrow_eligible(ctx)
+
+
+def arrow_eligible(ctx: LoadContext) -> bool:
+    """Whether the Arrow reader may read this file, whatever the database takes: a plain CSV
+    file it has not refused, large enough, in a dialect it reads exactly (`arrow_csv.eligible`)."""
+    if ctx.arrow_refused or ctx.records is not None:
         return False
     # Small files gain nothing from columnar parsing and would pay pyarrow's import and memory
     # pool in every daemon that only ever sees them (a burst of small files stays lean).

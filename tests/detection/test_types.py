@@ -11,6 +11,57 @@ import pytest
 from backend.detection.types import TypeTracker, parse_value, value_kind
 from backend.models import ColumnKind, ColumnType
 
+#: Columns whose every value fits one type (shared with the Arrow tracker's tests).
+CLEAN_COLUMNS = [
+    (["1", "-20", "300"], ColumnKind.INTEGER),
+    (["2147483647", "-2147483648"], ColumnKind.INTEGER),
+    (["2147483648", "5"], ColumnKind.BIGINT),
+    (["-9223372036854775808", "9223372036854775807"], ColumnKind.BIGINT),
+    (["9223372036854775808"], ColumnKind.DECIMAL),
+    (["1.50", "20.00", "-0.25"], ColumnKind.DECIMAL),
+    (["TRUE", "FALSE", "TRUE"], ColumnKind.BOOLEAN),
+    (["yes", "no"], ColumnKind.BOOLEAN),
+    (["Yes", "No"], ColumnKind.BOOLEAN),
+    (["Y", "N"], ColumnKind.BOOLEAN),
+    (["2024-01-31", "1999-12-01"], ColumnKind.DATE),
+    (["2024-01-31 10:00:00", "2024-02-01 23:59:59"], ColumnKind.DATETIME),
+    (["2024-01-31T10:00", "2024-02-01T23:59"], ColumnKind.DATETIME),
+]
+
+#: Columns that must stay text, each for one rule of `backend.detection.types`.
+DOUBTFUL_COLUMNS = [
+    pytest.param(["007", "123"], id="leading-zero"),
+    pytest.param(["01234", "98765"], id="zip-codes"),
+    pytest.param(["1", "2", "x"], id="one-misfit"),
+    pytest.param(["+5", "6"], id="plus-sign"),
+    pytest.param(["1e5", "2"], id="exponent"),
+    pytest.param(["1,234", "5"], id="thousands-separator"),
+    pytest.param(["3,14", "2,5"], id="decimal-comma"),
+    pytest.param(["F", "F"], id="lone-letter-flag"),
+    pytest.param(["2024-02-30"], id="no-such-day"),
+    pytest.param(["2023-02-29"], id="not-a-leap-year"),
+    pytest.param(["2023-02-29T10:00:00"], id="not-a-leap-year-t-datetime"),
+    pytest.param(["1900-02-29 10:00"], id="not-a-leap-century"),
+    pytest.param(["2024-01-31 10:00", "2024-01-31 10:00:00"], id="two-time-shapes"),
+    pytest.param(["2024-01-31T10:00:00+01:00"], id="time-zone"),
+    pytest.param(["1" * 39], id="too-many-digits"),
+    pytest.param(["a\nb"], id="line-break"),
+    pytest.param(["1.5", "2.25"], id="mixed-decimal-places"),
+    pytest.param(["1.5", "20"], id="integer-beside-decimal"),
+    pytest.param(["-0", "5"], id="negative-zero"),
+    pytest.param(["-0.00", "1.25"], id="negative-zero-decimal"),
+    pytest.param(["true", "False"], id="mixed-boolean-spellings"),
+    pytest.param(["yes", "true"], id="two-boolean-families"),
+    pytest.param(["tRue", "false"], id="odd-boolean-case"),
+    pytest.param(["1/2/2024", "13/12/2024"], id="date-without-leading-zero"),
+    pytest.param(["2024-01-31 10:00:00.5"], id="short-fraction"),
+    pytest.param(["NA", "1", "2"], id="na-is-text"),
+    pytest.param(["1.", "2."], id="point-without-decimals"),
+    pytest.param([".5", "0.5"], id="point-without-integer"),
+    pytest.param(["true", "falſe"], id="long-s-false"),
+    pytest.param(["31/12/2024", "12/31/2024"], id="both-orders-proven"),
+]
+
 
 def infer(column: Sequence[str | None], *, date_order: str = "auto") -> ColumnType:
     tracker = TypeTracker(1, date_order=date_order)
@@ -20,56 +71,12 @@ def infer(column: Sequence[str | None], *, date_order: str = "auto") -> ColumnTy
 
 
 class TestTypeTracker:
-    @pytest.mark.parametrize(
-        ("values", "kind"),
-        [
-            (["1", "-20", "300"], ColumnKind.INTEGER),
-            (["2147483647", "-2147483648"], ColumnKind.INTEGER),
-            (["2147483648", "5"], ColumnKind.BIGINT),
-            (["-9223372036854775808", "9223372036854775807"], ColumnKind.BIGINT),
-            (["9223372036854775808"], ColumnKind.DECIMAL),
-            (["1.50", "20.00", "-0.25"], ColumnKind.DECIMAL),
-            (["TRUE", "FALSE", "TRUE"], ColumnKind.BOOLEAN),
-            (["yes", "no"], ColumnKind.BOOLEAN),
-            (["Yes", "No"], ColumnKind.BOOLEAN),
-            (["Y", "N"], ColumnKind.BOOLEAN),
-            (["2024-01-31", "1999-12-01"], ColumnKind.DATE),
-            (["2024-01-31 10:00:00", "2024-02-01 23:59:59"], ColumnKind.DATETIME),
-            (["2024-01-31T10:00", "2024-02-01T23:59"], ColumnKind.DATETIME),
-        ],
-    )
+    @pytest.mark.parametrize(("values", "kind"), CLEAN_COLUMNS)
     def test_clean_columns_get_their_type(self, values: list[str], kind: ColumnKind) -> None:
         """A column whose every value fits a type gets that type."""
         assert infer(values).kind is kind
 
-    @pytest.mark.parametrize(
-        "values",
-        [
-            pytest.param(["007", "123"], id="leading-zero"),
-            pytest.param(["01234", "98765"], id="zip-codes"),
-            pytest.param(["1", "2", "x"], id="one-misfit"),
-            pytest.param(["+5", "6"], id="plus-sign"),
-            pytest.param(["1e5", "2"], id="exponent"),
-            pytest.param(["1,234", "5"], id="thousands-separator"),
-            pytest.param(["3,14", "2,5"], id="decimal-comma"),
-            pytest.param(["F", "F"], id="lone-letter-flag"),
-            pytest.param(["2024-02-30"], id="no-such-day"),
-            pytest.param(["2023-02-29"], id="not-a-leap-year"),
-            pytest.param(["2024-01-31 10:00", "2024-01-31 10:00:00"], id="two-time-shapes"),
-            pytest.param(["2024-01-31T10:00:00+01:00"], id="time-zone"),
-            pytest.param(["1" * 39], id="too-many-digits"),
-            pytest.param(["a\nb"], id="line-break"),
-            pytest.param(["1.5", "2.25"], id="mixed-decimal-places"),
-            pytest.param(["1.5", "20"], id="integer-beside-decimal"),
-            pytest.param(["-0", "5"], id="negative-zero"),
-            pytest.param(["-0.00", "1.25"], id="negative-zero-decimal"),
-            pytest.param(["true", "False"], id="mixed-boolean-spellings"),
-            pytest.param(["yes", "true"], id="two-boolean-families"),
-            pytest.param(["tRue", "false"], id="odd-boolean-case"),
-            pytest.param(["1/2/2024", "13/12/2024"], id="date-without-leading-zero"),
-            pytest.param(["2024-01-31 10:00:00.5"], id="short-fraction"),
-        ],
-    )
+    @pytest.mark.parametrize("values", DOUBTFUL_COLUMNS)
     def test_doubtful_columns_stay_text(self, values: list[str]) -> None:
         """Leading zeros, signs, separators, impossible dates and any misfit keep a column text."""
         assert infer(values).kind is ColumnKind.TEXT
@@ -111,6 +118,11 @@ class TestTypeTracker:
         """Integers past 64 bits become decimal(p, 0)."""
         column = infer(["123456789012345678901234"])
         assert (column.kind, column.precision, column.scale) == (ColumnKind.DECIMAL, 24, 0)
+
+    def test_a_wider_integer_in_a_later_batch_widens_the_decimal(self) -> None:
+        """Past 64 bits, a value with more digits than any before it raises the precision, in any batch."""
+        column = infer(["1" * 20] + ["5"] * 5000 + ["1" * 30])
+        assert (column.kind, column.precision) == (ColumnKind.DECIMAL, 30)
 
     def test_day_above_twelve_proves_day_first(self) -> None:
         """A first number above 12 proves day-first order."""
