@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from backend.db.engine import Database
 from backend.errors import ClaimConflictError, IngestError
 from backend.models import ColumnType, Detection, LoadRequest
-from backend.tracking.events import add_event, flush, to_json, update, utcnow
+from backend.tracking.events import add_event, defer, flush, to_json, update, utcnow
 from backend.tracking.status import Status
 
 #: Identifies this process in the `owner` column: host, pid and a per-start token.
@@ -98,21 +98,36 @@ def start(
 
 
 def record_detection(
-    db: Database, tracking_id: int, detection: Detection, table: str, columns: tuple[str, ...]
+    db: Database,
+    tracking_id: int,
+    detection: Detection,
+    table: str,
+    columns: tuple[str, ...],
+    *,
+    deferred: bool = False,
 ) -> None:
-    update(
-        db,
-        tracking_id,
-        table_name=table,
-        detected_encoding=detection.encoding,
-        detected_delimiter=detection.delimiter,
-        detected_quotechar=detection.quotechar,
-        detected_header=detection.header_rows > 0,
-        detected_headers=to_json(list(detection.headers)),
-        detection=to_json({**detection.to_dict(), "columns": list(columns)}),
-        rows_estimated=detection.estimated_rows,
-        event=("detected", detection.to_dict()),
-    )
+    """Record what detection found (columns and a ``detected`` event).
+
+    Args:
+        deferred: let it ride along with the row's next write (`defer`) instead of a commit of
+            its own: for a small file that write (the publish, or the failure) comes a few
+            milliseconds later, and a commit less per file is what a burst of them costs.
+    """
+    values: dict[str, Any] = {
+        "table_name": table,
+        "detected_encoding": detection.encoding,
+        "detected_delimiter": detection.delimiter,
+        "detected_quotechar": detection.quotechar,
+        "detected_header": detection.header_rows > 0,
+        "detected_headers": to_json(list(detection.headers)),
+        "detection": to_json({**detection.to_dict(), "columns": list(columns)}),
+        "rows_estimated": detection.estimated_rows,
+    }
+    event = ("detected", detection.to_dict())
+    if deferred:
+        defer(db, tracking_id, event=event, **values)
+    else:
+        update(db, tracking_id, event=event, **values)
 
 
 def finish_failed(
