@@ -254,7 +254,8 @@ def _check_and_publish(
         record_failure(db, ctx.tracking_id, exc)
         raise
     if ctx.check_cancel is not None:
-        ctx.check_cancel(ctx.tracking_id, final=True)
+        requested = tracking.cancel_requested(db, ctx.tracking_id, conn)
+        ctx.check_cancel(ctx.tracking_id, final=True, requested=requested)
     if commits_while_loading(ctx, written.version):
         conn.commit()
         db.adapter.begin_write(conn)  # the short publish transaction
@@ -275,9 +276,11 @@ def _check_and_publish(
         make_current=request.make_current,
     )
     # Inside the transaction, after the tracking row is ours: a cancel arriving now waits for
-    # the commit and then finds the load committed ("too late").
+    # the commit and then finds the load committed ("too late"). Read in this transaction: the
+    # row as flipped here carries any cancel committed before (see backend.daemon.cancel).
     if ctx.check_cancel is not None:
-        ctx.check_cancel(ctx.tracking_id, final=True)
+        requested = tracking.cancel_requested(db, ctx.tracking_id, conn)
+        ctx.check_cancel(ctx.tracking_id, final=True, requested=requested)
     conn.commit()
     return published
 
