@@ -24,7 +24,6 @@ from backend.errors import RowError
 from backend.load import versions
 from backend.models import ColumnType, LoadType
 from backend.tracking import versions as catalogue
-from backend.tracking.events import add_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +189,8 @@ def _record(
         backup_version=backup_version,
         reference_config_inserted=cfg_inserted,
         column_types=tracking.encode_types(written.stored),
+        events=(*events, final),
         **tracking_values,
     )
-    for name, details in (*events, final):
-        add_event(conn, db, tracking_id, name, details)
     faults.hit("publish.before_commit")
     return Published(written.rows, backup_version, cfg_inserted)

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,16 @@ from sqlalchemy.engine import Connection
 from backend.db.engine import Database
 from backend.errors import ClaimConflictError, IngestError
 from backend.models import ColumnType, Detection, LoadRequest
-from backend.tracking.events import add_event, defer, flush, to_json, update, utcnow
+from backend.tracking.events import (
+    add_event,
+    defer,
+    flush,
+    insert_events,
+    take_deferred,
+    to_json,
+    update,
+    utcnow,
+)
 from backend.tracking.status import Status
 
 #: Identifies this process in the `owner` column: host, pid and a per-start token.
@@ -288,17 +298,38 @@ def detection_of(db: Database, tracking_id: int) -> Any:
     return None
 
 
-def mark_loaded(conn: Connection, db: Database, tracking_id: int, **values: Any) -> None:
-    """Flip the attempt to ``loaded`` inside the publish transaction (with its counts and profile)."""
+def mark_loaded(
+    conn: Connection,
+    db: Database,
+    tracking_id: int,
+    *,
+    events: Sequence[tuple[str, dict[str, Any]]] = (),
+    **values: Any,
+) -> None:
+    """Flip the attempt to ``loaded`` inside the publish transaction (with its counts and profile)
+    and append its audit `events` after the row's deferred writes.
+
+    One UPDATE and one INSERT, whatever was deferred: the deferred values never name a column a
+    final write sets (see `events.defer`), so they join the flip's own.
+    """
     t = db.catalog.tracking
     now = utcnow()
+    deferred, earlier = take_deferred(conn, db, tracking_id)
     conn.execute(
         sa.update(t)
         .where(t.c.id == tracking_id)
         .values(
-            status=Status.LOADED.value, processed_at=now, updated_at=now, progress_percent=100.0, **values
+            {
+                **deferred,
+                "status": Status.LOADED.value,
+                "processed_at": now,
+                "updated_at": now,
+                "progress_percent": 100.0,
+                **values,
+            }
         )
     )
+    insert_events(conn, db, tracking_id, [*earlier, *((name, details, now) for name, details in events)])
 
 
 def release_replaced_keys(conn: Connection, db: Database, table: str, tracking_id: int) -> None:
