@@ -44,6 +44,8 @@ class Written:
     version: int | None
     rows: int
     stored: dict[str, ColumnType]
+    #: An append: the current version its rows joined (read under the publish lock).
+    current: catalogue.VersionRow | None = None
 
 
 def publish(
@@ -96,10 +98,8 @@ def publish(
             rows=written.rows,
         )
         backup_version = swapped.replaced
-    else:
-        current = catalogue.current_version(conn, db, written.table)
-        if current is not None:
-            catalogue.add_rows(conn, db, current, written.rows)
+    elif written.current is not None:
+        catalogue.add_rows(conn, db, written.current, written.rows)
     if written.load_type is LoadType.FULLLOAD:
         tracking.release_replaced_keys(conn, db, written.table, tracking_id)
     cfg_inserted = (
