@@ -12,6 +12,9 @@ the runner passes), with MONITOR_INTERVAL=1, STABILITY_CHECKS=3 and WORKERS=2:
    none_reference_data_table/append/ at once: seconds until all are in processed/ and the table
    holds the 10,000 rows (target <= 60 s; the wait stops at BURST_TIMEOUT_SECONDS and reports
    how many were done by then).
+
+`bench_daemon(..., checks=("burst",))` runs only some of them (`bench/burst.py` does, for the
+burst alone, repeated, optionally under py-spy).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -112,14 +116,27 @@ def _populate_processed(drop: Path) -> None:
         (folder / f"20240101_000000_old_{i:05d}.csv").write_text(body)
 
 
+CHECKS = ("idle", "latency", "burst")
+
+
 def bench_daemon(
-    python: str, env: dict[str, str], workdir: Path, database_url: str | None = None
+    python: str,
+    env: dict[str, str],
+    workdir: Path,
+    database_url: str | None = None,
+    *,
+    checks: Sequence[str] = CHECKS,
+    around_burst: Callable[[int], Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the three checks; returns their results (also when one fails, with the reason).
+    """Run the checks; returns their results (also when one fails, with the reason).
 
     Args:
         database_url: where the daemon loads (default: a new SQLite database under `workdir`);
             it must not hold tables named latency or small yet.
+        checks: which of CHECKS to run, in their order.
+        around_burst: called with the daemon's pid just before the burst's files are dropped;
+            what it returns is stopped (`.terminate()`, `.wait()`) once they are all settled
+            (a profiler attached for the burst alone).
     """
     drop = workdir / "dropoff"
     for folder in FOLDERS:
@@ -161,9 +178,12 @@ def bench_daemon(
             _wait_healthy(port, proc)
             ps = psutil.Process(proc.pid)
             time.sleep(SETTLE_SECONDS)
-            result["checks"].append(_idle_check(ps))
-            result["checks"].append(_latency_check(drop, workdir))
-            result["checks"].append(_burst_check(drop, workdir, url))
+            if "idle" in checks:
+                result["checks"].append(_idle_check(ps))
+            if "latency" in checks:
+                result["checks"].append(_latency_check(drop, workdir))
+            if "burst" in checks:
+                result["checks"].append(_burst_check(drop, workdir, url, around_burst, proc.pid))
             memory = ps.memory_full_info()
             result["daemon_rss_mb"] = round(memory.rss / 2**20, 1)
         except (RuntimeError, OSError, psutil.Error) as exc:
@@ -236,7 +256,9 @@ def _latency_check(drop: Path, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _burst_check(drop: Path, workdir: Path, url: str) -> dict[str, Any]:
+def _burst_check(
+    drop: Path, workdir: Path, url: str, around: Callable[[int], Any] | None = None, pid: int = 0
+) -> dict[str, Any]:
     folder = drop / "none_reference_data_table" / "append"
     staging = workdir / "burst"
     staging.mkdir()
@@ -250,6 +272,7 @@ def _burst_check(drop: Path, workdir: Path, url: str) -> dict[str, Any]:
             header + "".join(next(lines) for _ in range(SMALL_ROWS)), encoding="utf-8"
         )
         names.append(name)
+    watcher = around(pid) if around is not None else None
     started = time.monotonic()
     for name in names:
         os.rename(staging / name, folder / name)
@@ -265,6 +288,9 @@ def _burst_check(drop: Path, workdir: Path, url: str) -> dict[str, Any]:
         return moved + failed
 
     done = _wait_for(lambda: finished() >= SMALL_FILES, BURST_TIMEOUT_SECONDS, poll_seconds=0.1)
+    if watcher is not None:
+        watcher.terminate()
+        watcher.wait()
     in_error = sum(
         1 for p in (folder / "error").iterdir() if p.name.startswith("small_") and p.suffix == ".csv"
     )

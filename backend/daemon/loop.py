@@ -42,9 +42,6 @@ from backend.load import versions
 
 log = structlog.get_logger(__name__)
 
-#: How often `wait` looks for a finished load while files wait for their table.
-_QUEUED_POLL_SECONDS = 0.05
-
 #: (candidate files, refused entries with their reason) of one rescan; may raise OSError.
 Scan = tuple[list[Path], dict[Path, str]]
 
@@ -97,9 +94,15 @@ class Loop:
         status: StatusLine,
         watcher: Watcher | None = None,
         marker: FolderMarker | None = None,
+        wakeup: threading.Event | None = None,
     ) -> None:
+        """Args (besides the injected seams): `wakeup`, the event the watcher's `on_event` sets."""
         self.rt = rt
         self._marker = marker
+        # Set by a filesystem hint (the watcher's on_event) and by every load that ends, so that
+        # `wait` returns for a hint and hands a waiting table its next file the moment the
+        # previous one settled, instead of at its next look.
+        self._wakeup = wakeup or threading.Event()
         self._scanner, self._dispatcher, self._clock = scanner, dispatcher, clock
         self._pulse, self._status, self._watcher = pulse, status, watcher
         self.futures: dict[Path, Future[Outcome]] = {}
@@ -153,14 +156,22 @@ class Loop:
         # One file per table at a time, in the table's order (see backend.daemon.order).
         started = [*loose, *self.order.take(now, waiting, rt.tracker.is_handed_out)]
         for item in started:
-            self.futures[item.path] = self._dispatcher.submit(process_file, rt, item)
+            future = self._dispatcher.submit(process_file, rt, item)
+            future.add_done_callback(self._load_ended)
+            self.futures[item.path] = future
         return len(started)
+
+    def _load_ended(self, _future: Future[Outcome]) -> None:
+        # On the worker's thread: only wake the loop, which collects and dispatches.
+        self._wakeup.set()
 
     def _next_of_table(self) -> bool:
         """A load finished while files of its table wait: collect it and start the next at once.
 
         Without this the next file of a table would wait for the next scan (MONITOR_INTERVAL),
-        ten fullloads of one table costing ten intervals; no rescan is needed for it.
+        ten fullloads of one table costing ten intervals; no rescan is needed for it. `wait`
+        calls it as soon as a load ends (`_load_ended`): a burst of small files into one table
+        is loaded one file after the other, with no pause between two.
         """
         if not self.order.queued() or not any(f.done() for f in self.futures.values()):
             return False
@@ -182,17 +193,15 @@ class Loop:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return
-            step = min(remaining, self._pulse.step_seconds)
-            if self.order.queued():
-                # Files wait for a busy table: look for its load's end often (cheap, no rescan).
-                self._next_of_table()
-                step = min(step, _QUEUED_POLL_SECONDS)
-            if self._watcher is not None:
-                if self._watcher.wait(step):
-                    self._watcher.drain_hints()
-                    return
-            else:
-                rt.stop.wait(step)
+            # Cleared before anything is looked at: a load ending or a hint arriving from here
+            # on wakes the next wait, and whatever happened before is seen below.
+            self._wakeup.clear()
+            if self._watcher is not None and self._watcher.wait(0):
+                self._watcher.drain_hints()
+                return
+            # Files wait for a busy table whose load may have ended: start the next (no rescan).
+            self._next_of_table()
+            self._wakeup.wait(min(remaining, self._pulse.step_seconds))
 
     def run(self, *, until_idle: bool = False) -> None:
         """Tick until stop is set (with `until_idle`: until nothing is left to do)."""
@@ -302,7 +311,8 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
         versions.drop_orphans(db)
     # With FORCE_POLLING the periodic rescan is all there is: a polling observer would only
     # walk the same folders a second time.
-    watcher = None if settings.force_polling else Watcher(base, settings)
+    wakeup = threading.Event()
+    watcher = None if settings.force_polling else Watcher(base, settings, on_event=wakeup.set)
     if watcher is not None:
         watcher.start()
     notify = Notifier.from_environment()
@@ -325,6 +335,7 @@ def run(settings: Settings, stop: threading.Event, *, until_idle: bool = False) 
         status=StatusLine(notify),
         watcher=watcher,
         marker=marker,
+        wakeup=wakeup,
     )
     notify.ready(f"watching {base}")
     log.info(

@@ -83,6 +83,15 @@ class _Queued:
     #: The tick that found it ready (arrival order) and when, on the loop's monotonic clock.
     tick: int
     since: float
+    #: How it sorts among its table's files: by arrival, and (fullloads) by date stamp.
+    arrival: tuple[int, float, str] = (0, 0.0, "")
+    stamp: tuple[str, float, str] = ("", 0.0, "")
+
+    def __post_init__(self) -> None:
+        # Computed once: `take` compares them every time a table's next file is chosen.
+        name = self.ready.path.name
+        self.arrival = (self.tick, self.ready.mtime, name)
+        self.stamp = order_key(name, self.ready.mtime)
 
 
 class TableOrder:
@@ -99,6 +108,8 @@ class TableOrder:
         self._max_length = max_identifier_length
         self._hold_seconds = hold_seconds
         self._queued: dict[Path, _Queued] = {}
+        #: The same files by table (each table's own dict, in the order they were queued).
+        self._by_table: dict[str, dict[Path, _Queued]] = {}
         self._busy: dict[str, Path] = {}
         self._tables: dict[Path, tuple[str, bool] | None] = {}
         self._ticks = 0
@@ -112,8 +123,19 @@ class TableOrder:
             if target is None:
                 loose.append(item)
                 continue
-            self._queued[item.path] = _Queued(item, target[0], target[1], self._ticks, now)
+            self._drop(item.path)
+            queued = _Queued(item, target[0], target[1], self._ticks, now)
+            self._queued[item.path] = queued
+            self._by_table.setdefault(queued.table, {})[item.path] = queued
         return loose
+
+    def _drop(self, path: Path) -> None:
+        queued = self._queued.pop(path, None)
+        if queued is not None:
+            siblings = self._by_table[queued.table]
+            del siblings[path]
+            if not siblings:
+                del self._by_table[queued.table]
 
     def take(
         self, now: float, waiting: Iterable[Path], still_ready: Callable[[Path], bool]
@@ -125,28 +147,38 @@ class TableOrder:
             waiting: files still in their stability window.
             still_ready: whether a queued file is still as it was found ready (unchanged, present).
         """
-        for path in [p for p in self._queued if not still_ready(p)]:
-            del self._queued[path]  # changed or gone: the tracker reports it again when stable
         settling = {t[0] for t in map(self._table_of, waiting) if t is not None}
-        by_table: dict[str, list[_Queued]] = {}
-        for queued in self._queued.values():
-            by_table.setdefault(queued.table, []).append(queued)
         out: list[ReadyFile] = []
-        for table, items in sorted(by_table.items()):
-            if table in self._busy:
+        for table in sorted(self._by_table.keys() - self._busy.keys()):
+            # Only the files of free tables are looked at, and of those only the one chosen
+            # (a burst of 1,000 files of one table would otherwise re-check all of them each
+            # time one settles): a file that changed or went is dropped when its turn comes,
+            # and the tracker reports it again once it is stable.
+            if table in settling:
+                for path in [p for p in self._by_table[table] if not still_ready(p)]:
+                    self._drop(path)
+                items = self._by_table.get(table, {}).values()
+                if items and now - min(q.since for q in items) < self._hold_seconds:
+                    continue
+            first = self._first(table, still_ready)
+            if first is None:
                 continue
-            first = min(items, key=lambda q: (q.tick, q.ready.mtime, q.ready.path.name))
-            if first.fullload:
-                first = min(
-                    (q for q in items if q.fullload),
-                    key=lambda q: order_key(q.ready.path.name, q.ready.mtime),
-                )
-            if table in settling and now - min(q.since for q in items) < self._hold_seconds:
-                continue
-            del self._queued[first.ready.path]
+            self._drop(first.ready.path)
             self._busy[table] = first.ready.path
             out.append(first.ready)
         return out
+
+    def _first(self, table: str, still_ready: Callable[[Path], bool]) -> _Queued | None:
+        """The file of `table` that goes next, dropping those found changed or gone on the way."""
+        while table in self._by_table:
+            items = self._by_table[table].values()
+            first = min(items, key=lambda q: q.arrival)
+            if first.fullload and still_ready(first.ready.path):
+                first = min((q for q in items if q.fullload), key=lambda q: q.stamp)
+            if still_ready(first.ready.path):
+                return first
+            self._drop(first.ready.path)
+        return None
 
     def finished(self, path: Path) -> None:
         """The file's settling ended (whatever the outcome): its table is free again."""
@@ -159,6 +191,7 @@ class TableOrder:
         """Drop every queued file (the database is away); returns their paths."""
         paths = list(self._queued)
         self._queued.clear()
+        self._by_table.clear()
         return paths
 
     def queued(self) -> int:

@@ -16,7 +16,7 @@ asks for one more attempt with the columns redefined or widened (`misfits.settle
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 import structlog
@@ -100,12 +100,16 @@ def _attempt(ctx: LoadContext, redo: SchemaPlan | None) -> Outcome | Again:
                 if len(plan.columns) == len(ctx.columns)
                 else None
             )
-            result = write_rows(conn, ctx, plan, target, version, stored, observer)
+            # An append's rows join the current version: read once, under the publish lock.
+            current = catalogue.current_version(conn, db, ctx.table) if version is None else None
+            result = write_rows(conn, ctx, plan, target, version, stored, observer, current)
             if isinstance(result, Again):
                 _abandon(conn, db, target, version, ctx)
                 return result
             staged = result
-            written = Written(ctx.table, target, request.load_type, version, staged.rows_staged, stored)
+            written = Written(
+                ctx.table, target, request.load_type, version, staged.rows_staged, stored, current
+            )
             evolved = _evolution_event(plan, target, fresh)
             published = _check_and_publish(conn, ctx, plan, written, staged, observer, evolved)
         except BaseException:
@@ -115,33 +119,45 @@ def _attempt(ctx: LoadContext, redo: SchemaPlan | None) -> Outcome | Again:
 
 
 def _plan(conn: Connection, ctx: LoadContext) -> SchemaPlan:
+    """Plan against the table as it is (a table of an earlier release adopted first).
+
+    One read transaction and one reflection for the usual case, a table already in the version
+    layout: the plan is checked again under the publish lock anyway (`_open_target`).
+    """
     db = ctx.db
-    with conn.begin():
-        legacy = db.reflect(conn, ctx.table, db.catalog.data_schema) is not None and (
-            catalogue.current_version(conn, db, ctx.table) is None
-            or not db.adapter.in_version_layout(conn, db.catalog, ctx.table)
-        )
-    if legacy:
-        db.adapter.begin_write(conn)
-        versions.adopt_legacy(conn, db, ctx.table)
-        conn.commit()
     try:
         with conn.begin():
-            plan = plan_table(
-                conn,
-                db,
-                ctx.table,
-                ctx.columns,
-                ctx.headers,
-                ctx.detection.column_types,
-                ctx.policy,
-                ctx.request.load_type,
+            live = db.reflect(conn, ctx.table, db.catalog.data_schema)
+            legacy = live is not None and (
+                catalogue.current_version(conn, db, ctx.table) is None
+                or not db.adapter.in_version_layout(conn, db.catalog, ctx.table)
             )
+            plan = None if legacy else _plan_table(conn, ctx, live)
+        if plan is None:
+            db.adapter.begin_write(conn)
+            versions.adopt_legacy(conn, db, ctx.table)
+            conn.commit()
+            with conn.begin():
+                plan = _plan_table(conn, ctx, "reflect")
     except SchemaMismatchError as exc:
         record_schema(db, ctx.tracking_id, exc.details)
         raise
     record_schema(db, ctx.tracking_id, plan.schema_details())
     return plan
+
+
+def _plan_table(conn: Connection, ctx: LoadContext, live: sa.Table | None | Literal["reflect"]) -> SchemaPlan:
+    return plan_table(
+        conn,
+        ctx.db,
+        ctx.table,
+        ctx.columns,
+        ctx.headers,
+        ctx.detection.column_types,
+        ctx.policy,
+        ctx.request.load_type,
+        live=live,
+    )
 
 
 def _file_types(ctx: LoadContext, plan: SchemaPlan) -> dict[str, ColumnType]:
@@ -242,7 +258,8 @@ def _check_and_publish(
         record_failure(db, ctx.tracking_id, exc)
         raise
     if ctx.check_cancel is not None:
-        ctx.check_cancel(ctx.tracking_id, final=True)
+        requested = tracking.cancel_requested(db, ctx.tracking_id, conn)
+        ctx.check_cancel(ctx.tracking_id, final=True, requested=requested)
     if commits_while_loading(ctx, written.version):
         conn.commit()
         db.adapter.begin_write(conn)  # the short publish transaction
@@ -263,9 +280,11 @@ def _check_and_publish(
         make_current=request.make_current,
     )
     # Inside the transaction, after the tracking row is ours: a cancel arriving now waits for
-    # the commit and then finds the load committed ("too late").
+    # the commit and then finds the load committed ("too late"). Read in this transaction: the
+    # row as flipped here carries any cancel committed before (see backend.daemon.cancel).
     if ctx.check_cancel is not None:
-        ctx.check_cancel(ctx.tracking_id, final=True)
+        requested = tracking.cancel_requested(db, ctx.tracking_id, conn)
+        ctx.check_cancel(ctx.tracking_id, final=True, requested=requested)
     conn.commit()
     return published
 

@@ -20,10 +20,11 @@ class CancelCheck(Protocol):
 
     Called between batches (it may look at the database only now and then), and with `final`
     immediately before the publish transaction and inside it just before its commit (it must
-    look then: a cancel that lands while the file is written is never published).
+    look then: a cancel that lands while the file is written is never published). At those two
+    the loader passes `requested`, the row's cancel flag as the load's own transaction reads it.
     """
 
-    def __call__(self, tracking_id: int, *, final: bool = False) -> None: ...
+    def __call__(self, tracking_id: int, *, final: bool = False, requested: bool | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -111,9 +111,21 @@ def compare_columns(table: str, existing: Sequence[str], incoming: Sequence[str]
     return SchemaReport(table, True, match_percent(existing, incoming), missing, extra, renamed)
 
 
-def analyze_schema(conn: Connection, db: Database, table: str, columns: Sequence[str]) -> SchemaReport:
-    """Compare `columns` with ``ref.<table>``, or find the best-matching table when it does not exist."""
-    existing = db.reflect(conn, table, db.catalog.data_schema)
+def analyze_schema(
+    conn: Connection,
+    db: Database,
+    table: str,
+    columns: Sequence[str],
+    existing: sa.Table | None | Literal["reflect"] = "reflect",
+) -> SchemaReport:
+    """Compare `columns` with ``ref.<table>``, or find the best-matching table when it does not exist.
+
+    Args:
+        existing: the table's definition as the caller just reflected it in this transaction
+            (None: it does not exist); by default reflected here.
+    """
+    if isinstance(existing, str):
+        existing = db.reflect(conn, table, db.catalog.data_schema)
     if existing is not None:
         return compare_columns(table, data_columns_of(existing), columns)
     return SchemaReport(

@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+#: Below this size the detection is written with the publish (or the failure) instead of in a
+#: commit of its own: such a file is loaded in milliseconds, and a burst of small files paid
+#: that commit on every one. A larger file's row shows its detection while it loads.
+DEFER_DETECTION_BELOW_BYTES = 1 << 20
+
 
 @dataclass
 class LoadHooks:
@@ -135,7 +140,9 @@ def load_file(
             headers, db.adapter.max_identifier_length, db.adapter.reserved_column_names
         )
         bound = bound.bind(table=table)
-        tracking.record_detection(db, tracking_id, detection, table, columns)
+        tracking.record_detection(
+            db, tracking_id, detection, table, columns, deferred=before.st_size < DEFER_DETECTION_BELOW_BYTES
+        )
         ctx = LoadContext(
             db=db,
             settings=settings,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -91,15 +91,23 @@ def plan_table(
     column_types: tuple[ColumnType, ...],
     policy: TablePolicy | None = None,
     load_type: LoadType = LoadType.FULLLOAD,
+    live: sa.Table | None | Literal["reflect"] = "reflect",
 ) -> SchemaPlan:
     """Compare the file's columns with ``ref.<table>`` (if it exists) and decide what the load does.
+
+    Args:
+        live: ``ref.<table>`` as the caller just reflected it in this transaction (None: it does
+            not exist); by default reflected here. Either way once: the report and the stored
+            types come from the same definition.
 
     Raises:
         SchemaMismatchError: the columns differ and the policy does not allow it; ``details`` hold
             ``schema_report`` and ``evolution`` for the tracking row.
     """
     policy = policy or TablePolicy(table=table)
-    report = analyze_schema(conn, db, table, columns)
+    if isinstance(live, str):
+        live = db.reflect(conn, table, db.catalog.data_schema)
+    report = analyze_schema(conn, db, table, columns, live)
     evolution = decide(report, policy.evolution_for(load_type), load_type)
     if evolution.action == "fail":
         raise SchemaMismatchError(
@@ -108,7 +116,6 @@ def plan_table(
             details={"schema_report": report.to_dict(), "evolution": evolution.to_dict()},
         )
     loaded = tuple(c for c in columns if c not in set(evolution.ignore))
-    live = db.reflect(conn, table, db.catalog.data_schema) if report.exists else None
     return SchemaPlan(
         table=table,
         columns=loaded,

@@ -24,7 +24,6 @@ from backend.errors import RowError
 from backend.load import versions
 from backend.models import ColumnType, LoadType
 from backend.tracking import versions as catalogue
-from backend.tracking.events import add_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +44,8 @@ class Written:
     version: int | None
     rows: int
     stored: dict[str, ColumnType]
+    #: An append: the current version its rows joined (read under the publish lock).
+    current: catalogue.VersionRow | None = None
 
 
 def publish(
@@ -97,10 +98,8 @@ def publish(
             rows=written.rows,
         )
         backup_version = swapped.replaced
-    else:
-        current = catalogue.current_version(conn, db, written.table)
-        if current is not None:
-            catalogue.add_rows(conn, db, current, written.rows)
+    elif written.current is not None:
+        catalogue.add_rows(conn, db, written.current, written.rows)
     if written.load_type is LoadType.FULLLOAD:
         tracking.release_replaced_keys(conn, db, written.table, tracking_id)
     cfg_inserted = (
@@ -190,9 +189,8 @@ def _record(
         backup_version=backup_version,
         reference_config_inserted=cfg_inserted,
         column_types=tracking.encode_types(written.stored),
+        events=(*events, final),
         **tracking_values,
     )
-    for name, details in (*events, final):
-        add_event(conn, db, tracking_id, name, details)
     faults.hit("publish.before_commit")
     return Published(written.rows, backup_version, cfg_inserted)

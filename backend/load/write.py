@@ -45,11 +45,13 @@ def write_rows(
     version: int | None,
     stored: dict[str, ColumnType],
     observer: ProfileObserver | None,
+    current: catalogue.VersionRow | None = None,
 ) -> StageResult | Again:
+    """Write the file's rows into `target`: a new version (`version`), or, for an append, the
+    live table, whose current version `current` they join (None: the table has none yet)."""
     db, settings, request = ctx.db, ctx.settings, ctx.request
     typed = {c: t for c, t in stored.items() if c in plan.columns and t.kind is not ColumnKind.TEXT}
     checker = Checker({ctx.columns.index(c): (c, t) for c, t in typed.items()})
-    current = None if version is not None else catalogue.current_version(conn, db, ctx.table)
     spec = WriteSpec(
         columns=plan.columns,
         types=stored,

@@ -7,6 +7,7 @@ these functions are the only ones that change a claimed row outside a load.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from backend.db.engine import Database
 from backend.errors import IngestError, NotFoundError
@@ -91,8 +92,16 @@ def request_cancel(db: Database, tracking_id: int) -> None:
         raise IngestError(f"load {tracking_id} is not running (status {row.status})")
 
 
-def cancel_requested(db: Database, tracking_id: int) -> bool:
-    """Whether an operator asked to cancel load `tracking_id`."""
+def cancel_requested(db: Database, tracking_id: int, conn: Connection | None = None) -> bool:
+    """Whether an operator asked to cancel load `tracking_id`.
+
+    Args:
+        conn: read in this connection's transaction (the load's own, see `load.attempt`);
+            by default in a short read of its own.
+    """
     t = db.catalog.tracking
-    with db.read() as conn:
-        return bool(conn.execute(sa.select(t.c.cancel_requested).where(t.c.id == tracking_id)).scalar())
+    query = sa.select(t.c.cancel_requested).where(t.c.id == tracking_id)
+    if conn is not None:
+        return bool(conn.execute(query).scalar())
+    with db.read() as own:
+        return bool(own.execute(query).scalar())

@@ -124,28 +124,45 @@ def _queue_behind_deferred(db: Database, tracking_id: int, name: str, details: d
         return True
 
 
+#: An audit event as written: its name, its details and when it happened.
+Event = tuple[str, dict[str, Any], datetime]
+
+
 def flush(conn: Connection, db: Database, tracking_id: int) -> None:
     """Write the row's deferred values and events inside the caller's transaction.
 
     Should that transaction roll back, they are queued again (ahead of anything deferred since).
     """
+    values, events = take_deferred(conn, db, tracking_id)
+    if values:
+        t = db.catalog.tracking
+        conn.execute(sa.update(t).where(t.c.id == tracking_id).values(**values))
+    insert_events(conn, db, tracking_id, events)
+
+
+def take_deferred(conn: Connection, db: Database, tracking_id: int) -> tuple[dict[str, Any], list[Event]]:
+    """The row's deferred values and events, for the caller to write in `conn`'s transaction
+    (with its own UPDATE and INSERT, see `rows.mark_loaded`); queued again if it rolls back."""
     with _deferred_lock:
         item = _deferred.get(db, {}).pop(tracking_id, None)
     if item is None:
-        return
+        return {}, []
     db.on_rollback(conn, lambda: _requeue(db, tracking_id, item))
-    if item.values:
-        t = db.catalog.tracking
-        conn.execute(sa.update(t).where(t.c.id == tracking_id).values(**item.values))
-    if item.events:
-        # One statement for all of them (a multi-row INSERT where the dialect has one).
-        conn.execute(
-            sa.insert(db.catalog.events),
-            [
-                {"tracking_id": tracking_id, "event": name, "at": at, "details": to_json(details or {})}
-                for name, details, at in item.events
-            ],
-        )
+    return dict(item.values), list(item.events)
+
+
+def insert_events(conn: Connection, db: Database, tracking_id: int, events: list[Event]) -> None:
+    """Append audit events inside the caller's transaction, in their order, in one statement
+    (a multi-row INSERT or the driver's executemany, where the dialect has one)."""
+    if not events:
+        return
+    conn.execute(
+        sa.insert(db.catalog.events),
+        [
+            {"tracking_id": tracking_id, "event": name, "at": at, "details": to_json(details or {})}
+            for name, details, at in events
+        ],
+    )
 
 
 def _requeue(db: Database, tracking_id: int, item: _Deferred) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,16 @@ from sqlalchemy.engine import Connection
 from backend.db.engine import Database
 from backend.errors import ClaimConflictError, IngestError
 from backend.models import ColumnType, Detection, LoadRequest
-from backend.tracking.events import add_event, flush, to_json, update, utcnow
+from backend.tracking.events import (
+    add_event,
+    defer,
+    flush,
+    insert_events,
+    take_deferred,
+    to_json,
+    update,
+    utcnow,
+)
 from backend.tracking.status import Status
 
 #: Identifies this process in the `owner` column: host, pid and a per-start token.
@@ -98,21 +108,36 @@ def start(
 
 
 def record_detection(
-    db: Database, tracking_id: int, detection: Detection, table: str, columns: tuple[str, ...]
+    db: Database,
+    tracking_id: int,
+    detection: Detection,
+    table: str,
+    columns: tuple[str, ...],
+    *,
+    deferred: bool = False,
 ) -> None:
-    update(
-        db,
-        tracking_id,
-        table_name=table,
-        detected_encoding=detection.encoding,
-        detected_delimiter=detection.delimiter,
-        detected_quotechar=detection.quotechar,
-        detected_header=detection.header_rows > 0,
-        detected_headers=to_json(list(detection.headers)),
-        detection=to_json({**detection.to_dict(), "columns": list(columns)}),
-        rows_estimated=detection.estimated_rows,
-        event=("detected", detection.to_dict()),
-    )
+    """Record what detection found (columns and a ``detected`` event).
+
+    Args:
+        deferred: let it ride along with the row's next write (`defer`) instead of a commit of
+            its own: for a small file that write (the publish, or the failure) comes a few
+            milliseconds later, and a commit less per file is what a burst of them costs.
+    """
+    values: dict[str, Any] = {
+        "table_name": table,
+        "detected_encoding": detection.encoding,
+        "detected_delimiter": detection.delimiter,
+        "detected_quotechar": detection.quotechar,
+        "detected_header": detection.header_rows > 0,
+        "detected_headers": to_json(list(detection.headers)),
+        "detection": to_json({**detection.to_dict(), "columns": list(columns)}),
+        "rows_estimated": detection.estimated_rows,
+    }
+    event = ("detected", detection.to_dict())
+    if deferred:
+        defer(db, tracking_id, event=event, **values)
+    else:
+        update(db, tracking_id, event=event, **values)
 
 
 def finish_failed(
@@ -273,17 +298,38 @@ def detection_of(db: Database, tracking_id: int) -> Any:
     return None
 
 
-def mark_loaded(conn: Connection, db: Database, tracking_id: int, **values: Any) -> None:
-    """Flip the attempt to ``loaded`` inside the publish transaction (with its counts and profile)."""
+def mark_loaded(
+    conn: Connection,
+    db: Database,
+    tracking_id: int,
+    *,
+    events: Sequence[tuple[str, dict[str, Any]]] = (),
+    **values: Any,
+) -> None:
+    """Flip the attempt to ``loaded`` inside the publish transaction (with its counts and profile)
+    and append its audit `events` after the row's deferred writes.
+
+    One UPDATE and one INSERT, whatever was deferred: the deferred values never name a column a
+    final write sets (see `events.defer`), so they join the flip's own.
+    """
     t = db.catalog.tracking
     now = utcnow()
+    deferred, earlier = take_deferred(conn, db, tracking_id)
     conn.execute(
         sa.update(t)
         .where(t.c.id == tracking_id)
         .values(
-            status=Status.LOADED.value, processed_at=now, updated_at=now, progress_percent=100.0, **values
+            {
+                **deferred,
+                "status": Status.LOADED.value,
+                "processed_at": now,
+                "updated_at": now,
+                "progress_percent": 100.0,
+                **values,
+            }
         )
     )
+    insert_events(conn, db, tracking_id, [*earlier, *((name, details, now) for name, details in events)])
 
 
 def release_replaced_keys(conn: Connection, db: Database, table: str, tracking_id: int) -> None:

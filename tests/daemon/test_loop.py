@@ -148,3 +148,54 @@ class TestLoop:
         loop.tick()
         assert [name for name, _ in dispatcher.jobs] == ["reject_entry"]
         assert list((link.parent / "error").glob("*link.csv"))
+
+
+class Deferred:
+    """Hands out futures that finish only when the test says so, from another thread."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Any, tuple[Any, ...], Future[Any]]] = []
+
+    def submit(self, fn, /, *args):
+        future: Future[Any] = Future()
+        self.jobs.append((fn, args, future))
+        return future
+
+
+class TestHandOff:
+    def test_a_load_that_ends_starts_the_next_file_of_its_table_at_once(self, setup):
+        """The wait returns no later than needed: the next file of the table starts as the first ends."""
+        import time
+
+        rt, _loop, clock, _dispatcher, listing = setup
+        dispatcher = Deferred()
+        loop = Loop(
+            rt,
+            scanner=lambda tick: (list(listing["files"]), {}),
+            dispatcher=dispatcher,
+            clock=clock,
+            pulse=Heartbeat(Notifier(None), None, clock=clock.monotonic),
+            status=StatusLine(Notifier(None)),
+        )
+        listing["files"] = [drop(rt, "countries_2024-01-01.csv"), drop(rt, "countries_2024-01-02.csv")]
+        for _ in range(3):
+            loop.tick()
+            clock.advance(1.0)
+        assert len(dispatcher.jobs) == 1  # one file of a table at a time
+        fn, args, first = dispatcher.jobs[0]
+        # The fake clock never moves: only the load ending can make the wait start the next file.
+        waiting = threading.Thread(target=loop.wait, kwargs={"seconds": 10.0})
+        waiting.start()
+        try:
+            time.sleep(0.05)
+            first.set_result(fn(*args))
+            ended = time.monotonic()
+            while len(dispatcher.jobs) < 2 and time.monotonic() - ended < 5:
+                time.sleep(0.005)
+            assert len(dispatcher.jobs) == 2
+            assert time.monotonic() - ended < 0.2  # not the next scan, nor a polling period
+        finally:
+            rt.stop.set()
+            waiting.join()
+        _fn, _args, second = dispatcher.jobs[1]
+        second.set_result(None)

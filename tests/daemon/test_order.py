@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 from backend.daemon.order import TableOrder, order_key
@@ -67,6 +68,32 @@ class TestTableOrder:
         o = order()
         o.add([ready(FULL, "c.csv")], now=0)
         assert o.take(0, [], lambda _p: False) == [] and o.queued() == 0
+
+    def test_a_changed_file_gives_its_turn_to_the_next_of_its_table(self):
+        """When the file whose turn it is changed, the next file of its table goes instead."""
+        o = order()
+        o.add([ready(APPEND, "e_2024-01-01.csv")], now=0)
+        o.add([ready(APPEND, "e_2024-01-02.csv")], now=1)
+        changed = APPEND / "e_2024-01-01.csv"
+        assert names(o.take(1, [], lambda p: p != changed)) == ["e_2024-01-02.csv"]
+        assert o.queued() == 0
+
+    def test_only_the_file_whose_turn_it_is_is_checked(self):
+        """Taking the next file of a table asks about that file, not about every file queued."""
+        o = order()
+        days = [date(2020, 1, 1) + timedelta(days=n) for n in range(500)]
+        o.add([ready(APPEND, f"e_{d.isoformat()}.csv") for d in days], now=0)
+        asked: list[Path] = []
+        taken = o.take(0, [], lambda p: asked.append(p) is None)
+        assert names(taken) == ["e_2020-01-01.csv"] and asked == [APPEND / "e_2020-01-01.csv"]
+
+    def test_an_older_stamp_that_changed_leaves_the_turn_to_the_next_stamp(self):
+        """Of queued fullloads, a changed oldest stamp is dropped and the next oldest goes."""
+        o = order()
+        o.add([ready(FULL, f"c_2024-01-0{d}.csv") for d in (3, 1, 2)], now=0)
+        changed = FULL / "c_2024-01-01.csv"
+        assert names(o.take(0, [], lambda p: p != changed)) == ["c_2024-01-02.csv"]
+        assert o.queued() == 1
 
     def test_files_outside_drop_folders_are_not_ordered(self):
         """A path in no drop folder comes straight back to be dispatched (and ignored there)."""

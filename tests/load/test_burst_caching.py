@@ -17,7 +17,7 @@ from backend.db.engine import Database
 from backend.detection.dialect import detect_dialect
 from backend.errors import FileRejectedError
 from backend.load.evolve import add_column
-from backend.load.loader import load_file
+from backend.load.loader import LoadHooks, load_file
 from backend.load.plan import metadata_columns
 from backend.models import LoadRequest, LoadType
 from backend.tracking import events as tracking_events
@@ -173,6 +173,33 @@ class TestDeferredTracking:
             "published",
         ]
         assert not tracking.pending(db, result.tracking_id)
+
+    @pytest.mark.parametrize("small", [True, False])
+    def test_detection_of_a_small_file_waits_for_the_publish_a_large_ones_does_not(
+        self, env, tmp_path, monkeypatch, small
+    ):
+        """While its rows are written, a large file's row shows its detection; a small one's not yet."""
+        from backend.load import loader
+
+        settings, db, other = env
+        if not small:
+            monkeypatch.setattr(loader, "DEFER_DETECTION_BELOW_BYTES", 1)
+        seen: list[Any] = []
+
+        def check_cancel(tracking_id: int, *, final: bool = False, requested: bool | None = None) -> None:
+            if not final and not seen:  # between batches: a reader elsewhere looks at the row
+                seen.append(tracking_row(other, tracking_id)["detected_encoding"])
+
+        result = load_file(
+            db,
+            settings,
+            LoadRequest(path=write_csv(tmp_path / "people.csv", PEOPLE)),
+            LoadHooks(check_cancel=check_cancel),
+        )
+        assert seen == [None if small else "utf-8"]
+        row = tracking_row(db, result.tracking_id)
+        assert (row["detected_encoding"], row["table_name"]) == ("utf-8", "people")
+        assert events_of(db, result.tracking_id)[:2] == ["started", "detected"]
 
     def test_failed_publish_still_records_the_deferred_writes(self, env, tmp_path, monkeypatch):
         """When the publish transaction rolls back, the deferred writes are kept and land with the failure."""

@@ -22,7 +22,7 @@ class TestCancelUntilCommit:
         write_csv(path, [["n"], ["2"], ["3"]])
         finals: list[int] = []
 
-        def check_cancel(tracking_id: int, *, final: bool = False) -> None:
+        def check_cancel(tracking_id: int, *, final: bool = False, requested: bool | None = None) -> None:
             if final:
                 finals.append(tracking_id)
                 if len(finals) == at_call:
@@ -39,7 +39,7 @@ class TestCancelUntilCommit:
         settings, db = env
         finals: list[int] = []
 
-        def check_cancel(tracking_id: int, *, final: bool = False) -> None:
+        def check_cancel(tracking_id: int, *, final: bool = False, requested: bool | None = None) -> None:
             if final:
                 finals.append(tracking_id)
 
@@ -50,3 +50,48 @@ class TestCancelUntilCommit:
             LoadHooks(check_cancel),
         )
         assert finals == [result.tracking_id, result.tracking_id]
+
+    def test_the_final_checks_are_handed_the_flag_an_operator_set(self, env, tmp_path: Path):
+        """A cancel committed before the load reaches both final checks, read in the load's transaction."""
+        from backend import tracking
+
+        settings, db = env
+        path = write_csv(tmp_path / "flags.csv", [["n"], ["1"]])
+        tracking_id = tracking.start(db, LoadRequest(path=path), table=None, size=1, mtime=1.0)
+        tracking.request_cancel(db, tracking_id)
+        seen: list[bool | None] = []
+
+        def check_cancel(tracking_id: int, *, final: bool = False, requested: bool | None = None) -> None:
+            if final:
+                seen.append(requested)
+                if len(seen) == 2:
+                    raise CancelledError("flags.csv: cancelled by operator (test)", stage="cancel")
+
+        with pytest.raises(CancelledError):
+            load_file(
+                db,
+                settings,
+                LoadRequest(path=path, tracking_id=tracking_id),
+                LoadHooks(check_cancel=check_cancel),
+            )
+        assert seen == [True, True]
+        assert rows(db, 'SELECT status FROM ref."File_Monitor_Tracking" WHERE id = :i', i=tracking_id) == [
+            ("cancelled",)
+        ]
+
+    def test_an_unset_flag_reaches_the_final_checks_as_false(self, env, tmp_path: Path):
+        """Without a cancel the final checks are told so (False), not left to look themselves (None)."""
+        settings, db = env
+        seen: list[bool | None] = []
+
+        def check_cancel(tracking_id: int, *, final: bool = False, requested: bool | None = None) -> None:
+            if final:
+                seen.append(requested)
+
+        load_file(
+            db,
+            settings,
+            LoadRequest(path=write_csv(tmp_path / "x.csv", [["n"], ["1"]])),
+            LoadHooks(check_cancel),
+        )
+        assert seen == [False, False]

@@ -149,7 +149,7 @@ class TestCancellation:
         small = make_settings(tmp_path, settings.url, ingest_batch_size=50)
         calls = []
 
-        def check_cancel(tracking_id: int, *, final: bool = False) -> None:
+        def check_cancel(tracking_id: int, *, final: bool = False, requested: bool | None = None) -> None:
             calls.append(tracking_id)
             if len(calls) == 2:
                 raise CancelledError("big.csv: cancelled by operator (test)", stage="cancel")
