@@ -335,7 +335,10 @@ class BaseAdapter(ABC):
             column_type = spec.types.get(name)
             typed = column_type is not None and column_type.kind is not ColumnKind.TEXT
             value: Any = sa.func.nullif(placeholder, "") if typed or spec.empty_as_null else placeholder
-            values.append(literal_sql(conn, self.cast_text(value, table.c[name].type, column_type)))
+            expression = self.cast_text(value, table.c[name].type, column_type)
+            # A value sent as it is needs no compiling (a burst of small files paid ~1 ms a file
+            # compiling "?" for each text column).
+            values.append("?" if expression is placeholder else literal_sql(conn, expression))
         constants = [literal_sql(conn, sa.literal(v, table.c[k].type)) for k, v in spec.metadata_values]
         preparer = conn.dialect.identifier_preparer
         names = [*spec.columns, "_row_number", *(k for k, _ in spec.metadata_values)]
