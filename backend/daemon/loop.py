@@ -11,6 +11,7 @@ without a subprocess; `run` wires the real ones.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import time
@@ -106,6 +107,9 @@ class Loop:
         self._scanner, self._dispatcher, self._clock = scanner, dispatcher, clock
         self._pulse, self._status, self._watcher = pulse, status, watcher
         self.futures: dict[Path, Future[Outcome]] = {}
+        # Files whose rows are committed while they still move: their tables may take the next
+        # file (appended by the workers, taken by the loop, which alone touches `order`).
+        self._published: collections.deque[Path] = collections.deque()
         settings = rt.settings
         # A table waits for a sibling still settling at most one stability window.
         self.order = TableOrder(
@@ -156,7 +160,7 @@ class Loop:
         # One file per table at a time, in the table's order (see backend.daemon.order).
         started = [*loose, *self.order.take(now, waiting, rt.tracker.is_handed_out)]
         for item in started:
-            future = self._dispatcher.submit(process_file, rt, item)
+            future = self._dispatcher.submit(process_file, rt, item, self._publisher(item.path))
             future.add_done_callback(self._load_ended)
             self.futures[item.path] = future
         return len(started)
@@ -164,6 +168,22 @@ class Loop:
     def _load_ended(self, _future: Future[Outcome]) -> None:
         # On the worker's thread: only wake the loop, which collects and dispatches.
         self._wakeup.set()
+
+    def _publisher(self, path: Path) -> Callable[[], None]:
+        def published() -> None:
+            # On the worker's thread, like `_load_ended`.
+            self._published.append(path)
+            self._wakeup.set()
+
+        return published
+
+    def _release_published(self) -> bool:
+        """Free the tables of files already committed but still moving; whether any was."""
+        released = False
+        while self._published:
+            self.order.finished(self._published.popleft())
+            released = True
+        return released
 
     def _next_of_table(self) -> bool:
         """A load finished while files of its table wait: collect it and start the next at once.
@@ -173,7 +193,8 @@ class Loop:
         calls it as soon as a load ends (`_load_ended`): a burst of small files into one table
         is loaded one file after the other, with no pause between two.
         """
-        if not self.order.queued() or not any(f.done() for f in self.futures.values()):
+        released = self._release_published()
+        if not self.order.queued() or not (released or any(f.done() for f in self.futures.values())):
             return False
         self._collect()
         self._dispatch(self._clock.monotonic(), [], [w[0] for w in self.rt.tracker.waiting()])
@@ -245,6 +266,7 @@ class Loop:
             watcher.drain_hints()
 
     def _collect(self) -> None:
+        self._release_published()
         for path in [p for p, f in self.futures.items() if f.done()]:
             done = self.futures.pop(path)
             self.order.finished(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,14 @@ class Outcome(str, Enum):
     IGNORED = "ignored"
 
 
-def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
-    """Claim, load and move one stable file; returns the outcome. Never raises."""
+def process_file(rt: Runtime, ready: ReadyFile, published: Callable[[], None] | None = None) -> Outcome:
+    """Claim, load and move one stable file; returns the outcome. Never raises.
+
+    Args:
+        published: called once the file's rows are committed, before the file is moved: its
+            table may take its next file while this one goes to processed/ (the move reads and
+            writes only this file's own tracking row).
+    """
     settings, db = rt.settings, rt.db
     path = ready.path
     base = settings.dropoff_base_path
@@ -119,6 +126,8 @@ def process_file(rt: Runtime, ready: ReadyFile) -> Outcome:
         )
         # From here on the data is committed: nothing below may mark the load failed.
         loaded_id, tracking_id = tracking_id, None
+        if published is not None:
+            published()
         return loaded(rt, path, folder, loaded_id, result)
     except RetryableError as exc:
         return retry_later(rt, path, exc, tracking_id)

@@ -199,3 +199,45 @@ class TestHandOff:
             waiting.join()
         _fn, _args, second = dispatcher.jobs[1]
         second.set_result(None)
+
+    def test_a_table_takes_its_next_file_once_the_rows_are_committed_not_moved(self, setup):
+        """The next file of a table starts when the previous one's publish committed, while that
+        one still moves; its later end does not free the table the next file now holds."""
+        import time
+
+        rt, _loop, clock, _dispatcher, listing = setup
+        dispatcher = Deferred()
+        loop = Loop(
+            rt,
+            scanner=lambda tick: (list(listing["files"]), {}),
+            dispatcher=dispatcher,
+            clock=clock,
+            pulse=Heartbeat(Notifier(None), None, clock=clock.monotonic),
+            status=StatusLine(Notifier(None)),
+        )
+        names = [f"countries_2024-01-0{day}.csv" for day in (1, 2, 3)]
+        listing["files"] = [drop(rt, name) for name in names]
+        for _ in range(3):
+            loop.tick()
+            clock.advance(1.0)
+        assert len(dispatcher.jobs) == 1
+        _fn, args, first = dispatcher.jobs[0]
+        assert args[1].path.name == names[0]
+        waiting = threading.Thread(target=loop.wait, kwargs={"seconds": 10.0})
+        waiting.start()
+        try:
+            time.sleep(0.05)
+            args[2]()  # what process_file calls once the rows are committed
+            ended = time.monotonic()
+            while len(dispatcher.jobs) < 2 and time.monotonic() - ended < 5:
+                time.sleep(0.005)
+            assert len(dispatcher.jobs) == 2 and not first.done()
+            assert dispatcher.jobs[1][1][1].path.name == names[1]
+            first.set_result(None)  # the first file reached processed/
+            time.sleep(0.2)
+            assert len(dispatcher.jobs) == 2  # the second still holds the table
+        finally:
+            rt.stop.set()
+            waiting.join()
+        for _fn, _args, future in dispatcher.jobs[1:]:
+            future.set_result(None)
