@@ -38,12 +38,9 @@ from backend.detection.types import (
     _DEC,
     _FORMATS,
     _INT,
-    _INT32,
-    _INT64,
     _INT_PAT,
     _ONE_BOOL,
     TypeTracker,
-    _digits,
 )
 
 #: Values of a batch tried in Python before any candidate gets a pass over the whole batch.
@@ -125,12 +122,7 @@ class ArrowTypeTracker(TypeTracker):
             return False
         # As `_track_int_range`: only values long enough to leave the current range matter.
         lo, hi = self._int_min[i], self._int_max[i]
-        if lo < _INT64[0] or hi > _INT64[1]:
-            floor = _digits(lo, hi) + 1
-        elif lo < _INT32[0] or hi > _INT32[1]:
-            floor = 19
-        else:
-            floor = 10
+        floor = self._range_floor(i)
         long = pc.greater_equal(octets, floor)
         if not pc.any(long).as_py():
             return True

@@ -286,19 +286,23 @@ class TypeTracker:
         years = fmt.feb29.findall(joined)
         return not years or all(_leap(int(y)) for y in set(years))
 
-    def _track_int_range(self, i: int, values: list[str], longest: int) -> None:
-        # Only values long enough to leave the current range matter: 10+ digits can leave
-        # int32, 19+ int64, 39+ the widest decimal.
+    def _range_floor(self, i: int) -> int:
+        """The fewest characters an integer needs to widen column `i`'s range so far."""
+        # 10+ characters can leave int32, 19+ int64.
         lo, hi = self._int_min[i], self._int_max[i]
         if lo < _INT64[0] or hi > _INT64[1]:
             # Past 64 bits the precision is the most digits: a value longer than the widest so
             # far may have more (a fixed floor of 39 missed a 30-digit value in a later batch
             # than a 20-digit one, and the column got too narrow a DECIMAL).
-            floor = _digits(lo, hi) + 1
-        elif lo < _INT32[0] or hi > _INT32[1]:
-            floor = 19
-        else:
-            floor = 10
+            return _digits(lo, hi) + 1
+        if lo < _INT32[0] or hi > _INT32[1]:
+            return 19
+        return 10
+
+    def _track_int_range(self, i: int, values: list[str], longest: int) -> None:
+        # Only values long enough to leave the current range matter.
+        lo, hi = self._int_min[i], self._int_max[i]
+        floor = self._range_floor(i)
         if longest < floor:
             return
         ints = [int(v) for v in values if len(v) >= floor]

@@ -162,21 +162,27 @@ class Deferred:
         return future
 
 
+def deferred_loop(rt: Runtime, clock: FakeClock, listing: dict[str, Any]) -> tuple[Loop, Deferred]:
+    """A loop whose loads finish only when the test says so."""
+    dispatcher = Deferred()
+    loop = Loop(
+        rt,
+        scanner=lambda tick: (list(listing["files"]), {}),
+        dispatcher=dispatcher,
+        clock=clock,
+        pulse=Heartbeat(Notifier(None), None, clock=clock.monotonic),
+        status=StatusLine(Notifier(None)),
+    )
+    return loop, dispatcher
+
+
 class TestHandOff:
     def test_a_load_that_ends_starts_the_next_file_of_its_table_at_once(self, setup):
         """The wait returns no later than needed: the next file of the table starts as the first ends."""
         import time
 
-        rt, _loop, clock, _dispatcher, listing = setup
-        dispatcher = Deferred()
-        loop = Loop(
-            rt,
-            scanner=lambda tick: (list(listing["files"]), {}),
-            dispatcher=dispatcher,
-            clock=clock,
-            pulse=Heartbeat(Notifier(None), None, clock=clock.monotonic),
-            status=StatusLine(Notifier(None)),
-        )
+        rt, clock, listing = setup[0], setup[2], setup[4]
+        loop, dispatcher = deferred_loop(rt, clock, listing)
         listing["files"] = [drop(rt, "countries_2024-01-01.csv"), drop(rt, "countries_2024-01-02.csv")]
         for _ in range(3):
             loop.tick()
@@ -205,16 +211,8 @@ class TestHandOff:
         one still moves; its later end does not free the table the next file now holds."""
         import time
 
-        rt, _loop, clock, _dispatcher, listing = setup
-        dispatcher = Deferred()
-        loop = Loop(
-            rt,
-            scanner=lambda tick: (list(listing["files"]), {}),
-            dispatcher=dispatcher,
-            clock=clock,
-            pulse=Heartbeat(Notifier(None), None, clock=clock.monotonic),
-            status=StatusLine(Notifier(None)),
-        )
+        rt, clock, listing = setup[0], setup[2], setup[4]
+        loop, dispatcher = deferred_loop(rt, clock, listing)
         names = [f"countries_2024-01-0{day}.csv" for day in (1, 2, 3)]
         listing["files"] = [drop(rt, name) for name in names]
         for _ in range(3):
