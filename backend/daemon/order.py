@@ -21,7 +21,7 @@ a table whose current rows came from one, or from a restore) always replace it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -84,8 +84,8 @@ class _Queued:
     tick: int
     since: float
     #: How it sorts among its table's files: by arrival, and (fullloads) by date stamp.
-    arrival: tuple[int, float, str] = (0, 0.0, "")
-    stamp: tuple[str, float, str] = ("", 0.0, "")
+    arrival: tuple[int, float, str] = field(init=False)
+    stamp: tuple[str, float, str] = field(init=False)
 
     def __post_init__(self) -> None:
         # Computed once: `take` compares them every time a table's next file is chosen.

@@ -45,7 +45,7 @@ def write_rows(
     version: int | None,
     stored: dict[str, ColumnType],
     observer: ProfileObserver | None,
-    current: catalogue.VersionRow | None = None,
+    current: catalogue.VersionRow | None,
 ) -> StageResult | Again:
     """Write the file's rows into `target`: a new version (`version`), or, for an append, the
     live table, whose current version `current` they join (None: the table has none yet)."""
